@@ -1,0 +1,126 @@
+// The broker core: session registry, subscription tree, retained store, routing, wills, session expiry
+// and $SYS. No I/O and no event loop: broker/net drives it (Client per connection, Tick per interval).
+// Thread-safety: every public method may be called from any thread unless it says otherwise.
+#pragma once
+
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "base/clock.h"
+#include "broker/api/auth.h"
+#include "broker/api/message.h"
+#include "broker/api/retained_store.h"
+#include "broker/core/options.h"
+#include "broker/core/session.h"
+#include "broker/core/stats.h"
+#include "broker/core/topic_tree.h"
+
+namespace parley::broker {
+
+struct AttachResult {
+  SessionPtr session;
+  uint64_t generation = 0;
+  bool session_present = false;
+};
+
+class Broker {
+ public:
+  // `workers`: number of Counters blocks (one per worker thread).
+  Broker(BrokerOptions options, const Clock& clock, int workers);
+  ~Broker();
+  Broker(const Broker&) = delete;
+  Broker& operator=(const Broker&) = delete;
+
+  const BrokerOptions& options() const { return options_; }
+  const Clock& clock() const { return clock_; }
+  TopicTree& tree() { return tree_; }
+  RetainedStore& retained() { return *retained_; }
+  Counters& counters(int worker) { return counters_[worker]; }
+
+  // Ports. Set before serving; the pointers are owned by the caller and must outlive the broker.
+  void AddAuthenticator(const Authenticator* a) { authenticators_.push_back(a); }
+  void SetAuthorizer(const Authorizer* a) { authorizer_ = a; }
+  void SetRetainedStore(std::unique_ptr<RetainedStore> store) { retained_ = std::move(store); }
+
+  // Decides a CONNECT's credentials: the first provider with an opinion wins; with none,
+  // allow_anonymous decides for clients without a user name, and clients with one are accepted only
+  // when no provider is configured and anonymous access is on.
+  AuthDecision Authenticate(const ConnectInfo& info) const;
+  bool Allowed(const ClientIdentity& who, std::string_view topic, Access access) const {
+    return !authorizer_ || authorizer_->Allowed(who, topic, access);
+  }
+
+  // Binds `link` to the session of `client_id`, creating it or resuming it (clean_start false).
+  // A connection already bound to it is kicked with 0x8E (session taken over). A pending delayed will
+  // of a resumed session is cancelled.
+  AttachResult AttachSession(const std::string& client_id, bool clean_start,
+                             std::shared_ptr<SessionLink> link, const std::optional<std::string>& username);
+  // The connection of `generation` closed. If it was still bound: unbinds it, then ends the session
+  // (expiry 0) or schedules its expiry.
+  void DetachSession(const SessionPtr& session, uint64_t generation);
+  // Removes the session: registry, subscriptions; re-routes messages it held for share groups;
+  // publishes its pending delayed will.
+  void EndSession(const SessionPtr& session);
+
+  // Publishes `will` now (delay 0) or after `delay_seconds`, unless the session resumes first.
+  void ScheduleWill(const SessionPtr& session, MessagePtr will, uint32_t delay_seconds);
+
+  // Publishes a message: updates the retained store when it carries RETAIN, then routes it.
+  // Returns the number of receivers.
+  size_t Publish(const MessagePtr& msg, int worker);
+  // Routes a message to every matching subscription; returns the number of receivers.
+  // `worker` selects the Counters block of the calling thread.
+  size_t Route(const MessagePtr& msg, int worker);
+  // Queues one delivery for one session and wakes its connection.
+  void Deliver(const SessionPtr& session, Delivery d, int worker);
+  // Sends every delivery that `session` holds for share groups to other members of those groups
+  // (used when a member unsubscribes or its session ends, so nothing queued for it is lost).
+  void RerouteShared(const SessionPtr& session, const std::string* only_group, int worker);
+
+  // Timers: delayed wills, session expiry, $SYS. Call periodically from one thread (net: worker 0).
+  void Tick(int worker);
+
+  // Counters summed over workers plus gauges.
+  StatsSnapshot Stats() const;
+  size_t SessionCount() const;
+
+  // Connected-client gauge, maintained by Client.
+  std::atomic<int64_t> clients_connected{0};
+
+ private:
+  struct Timer {
+    SteadyTime when;
+    uint64_t session_id;
+    std::weak_ptr<Session> session;
+    uint64_t generation;  // expiry: the generation that went offline
+    MessagePtr will;      // set for a delayed will; null for a session expiry
+    bool operator>(const Timer& o) const { return when > o.when; }
+  };
+  void PublishSys(int worker);
+  void PushTimer(Timer t);
+
+  const BrokerOptions options_;
+  const Clock& clock_;
+  const SteadyTime started_;
+  std::unique_ptr<Counters[]> counters_;
+  const int workers_;
+  TopicTree tree_;
+  std::unique_ptr<RetainedStore> retained_;
+  std::vector<const Authenticator*> authenticators_;
+  const Authorizer* authorizer_ = nullptr;
+
+  mutable std::mutex registry_mu_;
+  std::unordered_map<std::string, SessionPtr> sessions_;  // guarded by registry_mu_
+  uint64_t next_session_id_ = 1;                          // guarded by registry_mu_
+
+  std::mutex timers_mu_;
+  std::vector<Timer> timers_;  // min-heap on `when`; guarded by timers_mu_
+  // Delayed wills by session id, so resume can cancel them. Guarded by timers_mu_.
+  std::unordered_map<uint64_t, MessagePtr> pending_wills_;
+  SteadyTime next_sys_{};
+};
+
+}  // namespace parley::broker

@@ -1,0 +1,362 @@
+// Client: packet dispatch, CONNECT / DISCONNECT, keep alive and connection end.
+// PUBLISH and acks: client_publish.cc. SUBSCRIBE / UNSUBSCRIBE: client_subscribe.cc.
+#include "broker/core/client.h"
+
+#include <spdlog/spdlog.h>
+
+#include <random>
+
+namespace parley::broker {
+
+using mqtt::Version;
+namespace rc = mqtt::rc;
+namespace rc311 = mqtt::rc311;
+
+namespace {
+
+std::string AssignClientId() {
+  thread_local std::mt19937_64 rng{std::random_device{}()};
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string id = "parley-";
+  uint64_t a = rng(), b = rng();
+  for (int i = 0; i < 16; ++i) id.push_back(kHex[(a >> (i * 4)) & 0xF]);
+  for (int i = 0; i < 8; ++i) id.push_back(kHex[(b >> (i * 4)) & 0xF]);
+  return id;
+}
+
+}  // namespace
+
+Client::Client(Broker& broker, Transport& transport, std::shared_ptr<SessionLink> link, int worker)
+    : broker_(broker),
+      transport_(transport),
+      link_(std::move(link)),
+      worker_(worker),
+      last_rx_(broker.clock().Now()),
+      accepted_at_(last_rx_) {}
+
+Client::~Client() = default;
+
+size_t Client::OnData(std::span<const uint8_t> data) {
+  size_t total = 0;
+  if (state_ == State::kAwaitConnect || state_ == State::kConnected) last_rx_ = broker_.clock().Now();
+  mqtt::DecodeOptions opts;
+  opts.max_packet_size = broker_.options().max_packet_size;
+  while (state_ == State::kAwaitConnect || state_ == State::kConnected) {
+    opts.version = version_;
+    mqtt::Packet packet;
+    mqtt::DecodeResult r = mqtt::Decode(data.subspan(total), opts, &packet);
+    if (r.status == mqtt::DecodeStatus::kNeedMore) return total;
+    if (r.status == mqtt::DecodeStatus::kError) {
+      Counters::Add(broker_.counters(worker_).protocol_errors);
+      if (state_ == State::kAwaitConnect) {
+        if (r.reason == rc::kUnsupportedProtocolVersion || !r.connect_version) {
+          // Spec 3.1.2.2 (3.1.1) / 3.1.2.2 (5.0): answer an unknown protocol level with the 3.1.1 code.
+          if (r.reason == rc::kUnsupportedProtocolVersion) {
+            version_ = Version::kV311;
+            RejectConnect(rc::kUnsupportedProtocolVersion, rc311::kUnacceptableProtocolVersion, r.detail);
+          } else {
+            state_ = State::kClosing;
+            transport_.CloseAfterFlush();
+          }
+        } else {
+          version_ = *r.connect_version;
+          RejectConnect(r.reason, r.reason == rc::kClientIdentifierNotValid ? rc311::kIdentifierRejected : 0,
+                        r.detail);
+        }
+      } else {
+        Fail(r.reason, r.detail);
+      }
+      return data.size();
+    }
+    Counters::Add(broker_.counters(worker_).bytes_received, r.consumed);
+    total += r.consumed;
+    Handle(packet);
+  }
+  return data.size();  // closing: the rest is ignored
+}
+
+void Client::Handle(mqtt::Packet& p) {
+  if (state_ == State::kAwaitConnect) {
+    if (auto* c = std::get_if<mqtt::Connect>(&p)) {
+      HandleConnect(*c);
+    } else {
+      // MQTT-3.1.0-1: the first packet must be CONNECT. No CONNACK: we do not know the version.
+      Counters::Add(broker_.counters(worker_).protocol_errors);
+      state_ = State::kClosing;
+      transport_.CloseAfterFlush();
+    }
+    return;
+  }
+  struct Visitor {
+    Client& c;
+    void operator()(mqtt::Connect&) { c.Fail(rc::kProtocolError, "second CONNECT"); }
+    void operator()(mqtt::Publish& p) { c.HandlePublish(p); }
+    void operator()(mqtt::Ack& a) { c.HandleAck(a); }
+    void operator()(mqtt::Subscribe& s) { c.HandleSubscribe(s); }
+    void operator()(mqtt::Unsubscribe& u) { c.HandleUnsubscribe(u); }
+    void operator()(mqtt::Pingreq&) { c.Send(mqtt::Pingresp{}); }
+    void operator()(mqtt::Disconnect& d) { c.HandleDisconnect(d); }
+    void operator()(mqtt::Auth&) {
+      // No enhanced authentication method was agreed on CONNECT, so AUTH is a protocol error (4.12).
+      c.Fail(rc::kProtocolError, "AUTH without an authentication method");
+    }
+    // Server-to-client packets sent by a client.
+    void operator()(mqtt::Connack&) { c.Fail(rc::kProtocolError, "CONNACK from client"); }
+    void operator()(mqtt::Suback&) { c.Fail(rc::kProtocolError, "SUBACK from client"); }
+    void operator()(mqtt::Unsuback&) { c.Fail(rc::kProtocolError, "UNSUBACK from client"); }
+    void operator()(mqtt::Pingresp&) { c.Fail(rc::kProtocolError, "PINGRESP from client"); }
+  };
+  std::visit(Visitor{*this}, p);
+}
+
+void Client::Send(const mqtt::Packet& p) { mqtt::Encode(p, version_, &transport_.OutBuffer()); }
+
+void Client::SendAck(mqtt::PacketType type, uint16_t packet_id, uint8_t reason) {
+  mqtt::Ack a;
+  a.type = type;
+  a.packet_id = packet_id;
+  a.reason_code = version_ == Version::kV5 ? reason : 0;
+  Send(a);
+}
+
+void Client::RejectConnect(uint8_t v5_reason, uint8_t v311_code, const char* why) {
+  Counters::Add(broker_.counters(worker_).protocol_errors);
+  spdlog::debug("connect refused from {}: {} (0x{:02x})", transport_.PeerAddress(), why, v5_reason);
+  mqtt::Connack ack;
+  if (version_ == Version::kV5) {
+    ack.reason_code = v5_reason;
+    if (ReasonStringAllowed() && why && *why) ack.props.reason_string = why;
+    Send(ack);
+  } else if (v311_code != 0) {
+    ack.reason_code = v311_code;
+    Send(ack);
+  }
+  state_ = State::kClosing;
+  transport_.CloseAfterFlush();
+}
+
+void Client::Fail(uint8_t reason, const char* why) {
+  if (closing()) return;
+  Counters::Add(broker_.counters(worker_).protocol_errors);
+  spdlog::debug("closing {} ({}): {} (0x{:02x})", client_id_, transport_.PeerAddress(), why, reason);
+  if (version_ == Version::kV5 && state_ == State::kConnected) {
+    mqtt::Disconnect d;
+    d.reason_code = reason;
+    if (why && *why) d.props.reason_string = why;
+    Send(d);
+  }
+  state_ = State::kClosing;
+  transport_.CloseAfterFlush();
+}
+
+void Client::HandleConnect(mqtt::Connect& c) {
+  const BrokerOptions& o = broker_.options();
+  version_ = c.version;
+  const bool v5 = version_ == Version::kV5;
+  if (v5) {
+    request_problem_info_ = c.props.request_problem_information.value_or(1) != 0;
+    client_receive_max_ = c.props.receive_maximum.value_or(65535);
+    client_max_packet_ = c.props.maximum_packet_size.value_or(0);
+    client_alias_max_ = c.props.topic_alias_maximum.value_or(0);
+    if (c.props.authentication_method)
+      return RejectConnect(rc::kBadAuthenticationMethod, 0, "authentication method not supported");
+  }
+
+  bool assigned = false;
+  if (c.client_id.empty()) {
+    if (!v5 && !c.clean_start)
+      return RejectConnect(rc::kClientIdentifierNotValid, rc311::kIdentifierRejected,
+                           "empty client id requires clean session");
+    c.client_id = AssignClientId();
+    assigned = true;
+  }
+  if (c.client_id.size() > o.max_client_id_length)
+    return RejectConnect(rc::kClientIdentifierNotValid, rc311::kIdentifierRejected, "client id too long");
+
+  if (c.will) {
+    if (c.will->qos > o.max_qos) return RejectConnect(rc::kQoSNotSupported, rc311::kNotAuthorized, "will QoS");
+    if (c.will->retain && !o.retain_available)
+      return RejectConnect(rc::kRetainNotSupported, rc311::kNotAuthorized, "will retain not supported");
+  }
+
+  ConnectInfo info;
+  info.client_id = c.client_id;
+  if (c.username) info.username = *c.username;
+  if (c.password) info.password = *c.password;
+  info.peer_address = transport_.PeerAddress();
+  switch (broker_.Authenticate(info)) {
+    case AuthDecision::kAllow:
+      break;
+    case AuthDecision::kNotAuthorized:
+      return RejectConnect(rc::kNotAuthorized, rc311::kNotAuthorized, "not authorized");
+    case AuthDecision::kDeny:
+    case AuthDecision::kNoOpinion:
+      return RejectConnect(rc::kBadUserNameOrPassword, rc311::kBadUserNameOrPassword, "bad user name or password");
+  }
+
+  client_id_ = std::move(c.client_id);
+  username_ = std::move(c.username);
+
+  // Session expiry: v5 property (default 0); 3.1.1 clean session = 0, persistent = never.
+  uint32_t expiry = v5 ? c.props.session_expiry_interval.value_or(0) : (c.clean_start ? 0 : 0xFFFFFFFFu);
+  bool expiry_capped = false;
+  if (o.max_session_expiry && expiry > *o.max_session_expiry) {
+    expiry = *o.max_session_expiry;
+    expiry_capped = true;
+  }
+  session_expiry_ = expiry;
+
+  // Keep alive; v5 clients learn the Server Keep Alive from CONNACK.
+  keep_alive_ = c.keep_alive;
+  bool keep_alive_changed = false;
+  if (v5 && o.max_keep_alive && (keep_alive_ == 0 || keep_alive_ > o.max_keep_alive)) {
+    keep_alive_ = o.max_keep_alive;
+    keep_alive_changed = true;
+  }
+
+  if (c.will) will_ = std::make_unique<mqtt::Will>(std::move(*c.will));
+
+  AttachResult ar = broker_.AttachSession(client_id_, c.clean_start, link_, username_);
+  session_ = ar.session;
+  generation_ = ar.generation;
+  {
+    std::lock_guard lock(session_->mu_);
+    session_->expiry_interval_ = session_expiry_;
+  }
+
+  mqtt::Connack ack;
+  ack.session_present = ar.session_present;
+  ack.reason_code = 0;
+  if (v5) {
+    auto& p = ack.props;
+    if (o.receive_maximum != 65535) p.receive_maximum = o.receive_maximum;
+    if (o.max_qos < 2) p.maximum_qos = o.max_qos;
+    p.retain_available = o.retain_available ? 1 : 0;
+    p.maximum_packet_size = o.max_packet_size;
+    if (assigned) p.assigned_client_identifier = client_id_;
+    p.topic_alias_maximum = o.topic_alias_maximum;
+    p.wildcard_subscription_available = o.wildcard_subscriptions ? 1 : 0;
+    p.subscription_identifier_available = o.subscription_identifiers ? 1 : 0;
+    p.shared_subscription_available = o.shared_subscriptions ? 1 : 0;
+    if (keep_alive_changed) p.server_keep_alive = keep_alive_;
+    if (expiry_capped) p.session_expiry_interval = expiry;
+  }
+  Send(ack);
+  state_ = State::kConnected;
+  broker_.clients_connected.fetch_add(1, std::memory_order_relaxed);
+  Counters::Add(broker_.counters(worker_).connects);
+  spdlog::debug("connected {} from {} v{} clean={} ka={} expiry={}", client_id_, transport_.PeerAddress(),
+                v5 ? 5 : 3, c.clean_start, keep_alive_, expiry);
+  if (ar.session_present) ResendInflight();
+  Pump();
+}
+
+void Client::HandleDisconnect(const mqtt::Disconnect& d) {
+  if (version_ == Version::kV5) {
+    if (d.props.session_expiry_interval) {
+      // MQTT-3.14.2-2: a session that was not persistent cannot become one at DISCONNECT.
+      if (session_expiry_ == 0 && *d.props.session_expiry_interval != 0)
+        return Fail(rc::kProtocolError, "session expiry set on DISCONNECT after 0 on CONNECT");
+      uint32_t expiry = *d.props.session_expiry_interval;
+      const auto& cap = broker_.options().max_session_expiry;
+      if (cap && expiry > *cap) expiry = *cap;
+      session_expiry_ = expiry;
+      std::lock_guard lock(session_->mu_);
+      if (session_->link_generation_ == generation_) session_->expiry_interval_ = expiry;
+    }
+    if (d.reason_code != rc::kDisconnectWithWill) will_.reset();
+  } else {
+    will_.reset();
+  }
+  state_ = State::kClosing;
+  transport_.CloseAfterFlush();
+}
+
+void Client::OnTick() {
+  if (closing()) return;
+  const SteadyTime now = broker_.clock().Now();
+  if (state_ == State::kAwaitConnect) {
+    if (now - accepted_at_ > broker_.options().connect_timeout) {
+      state_ = State::kClosing;
+      transport_.CloseAfterFlush();
+    }
+    return;
+  }
+  // MQTT-3.1.2-24: one and a half times the keep alive without a packet means the client is gone.
+  if (keep_alive_ && now - last_rx_ > std::chrono::milliseconds(keep_alive_ * 1500u))
+    Fail(rc::kKeepAliveTimeout, "keep alive timeout");
+}
+
+void Client::OnKick(uint8_t reason) {
+  if (closing()) return;
+  if (version_ == Version::kV5 && state_ == State::kConnected) {
+    mqtt::Disconnect d;
+    d.reason_code = reason;
+    Send(d);
+  }
+  state_ = State::kClosing;
+  transport_.CloseAfterFlush();
+}
+
+void Client::OnShutdown() {
+  will_.reset();  // the broker is going away; nobody would receive it
+  OnKick(rc::kServerShuttingDown);
+}
+
+MessagePtr Client::BuildWill(uint32_t delay_seconds) const {
+  auto m = std::make_shared<Message>();
+  m->topic = will_->topic;
+  m->payload = will_->payload;
+  m->qos = will_->qos;
+  m->retain = will_->retain;
+  m->origin_client_id = client_id_;
+  const mqtt::Properties& wp = will_->props;
+  if (wp.message_expiry_interval)
+    m->expires_at = broker_.clock().Now() + std::chrono::seconds(delay_seconds) +
+                    std::chrono::seconds(*wp.message_expiry_interval);
+  if (wp.payload_format_indicator || wp.content_type || wp.response_topic || wp.correlation_data ||
+      !wp.user_properties.empty()) {
+    auto props = std::make_unique<mqtt::Properties>();
+    props->payload_format_indicator = wp.payload_format_indicator;
+    props->content_type = wp.content_type;
+    props->response_topic = wp.response_topic;
+    props->correlation_data = wp.correlation_data;
+    props->user_properties = wp.user_properties;
+    m->props = std::move(props);
+  }
+  return m;
+}
+
+void Client::OnClosed() {
+  if (state_ == State::kClosed) return;
+  const bool was_connected = session_ != nullptr;
+  state_ = State::kClosed;
+  if (!was_connected) return;
+  broker_.clients_connected.fetch_sub(1, std::memory_order_relaxed);
+  Counters::Add(broker_.counters(worker_).disconnects);
+
+  bool still_bound, ended;
+  {
+    std::lock_guard lock(session_->mu_);
+    still_bound = session_->link_generation_ == generation_ && !session_->ended_;
+    ended = session_->ended_;
+  }
+  if (will_) {
+    ClientIdentity who{client_id_, username_ ? std::optional<std::string_view>(*username_) : std::nullopt};
+    if (broker_.Allowed(who, will_->topic, Access::kWrite)) {
+      const uint32_t delay = std::min(will_->props.will_delay_interval.value_or(0), session_expiry_);
+      if (still_bound) {
+        broker_.ScheduleWill(session_, BuildWill(delay), delay);
+      } else if (ended || delay == 0) {
+        // Taken over: the will goes out now unless the new connection resumed the session within
+        // the will delay (MQTT 5 3.1.3.2.2).
+        broker_.Publish(BuildWill(0), worker_);
+      }
+    }
+    will_.reset();
+  }
+  if (still_bound) broker_.DetachSession(session_, generation_);
+  session_.reset();
+}
+
+}  // namespace parley::broker

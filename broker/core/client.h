@@ -1,0 +1,102 @@
+// The MQTT protocol handler for one connection: turns decoded packets into broker actions and writes
+// replies to the connection's Transport. Parsing lives in broker/codec; routing state in Broker and
+// Session; this class holds only per-connection protocol state (version, keep alive, aliases, will).
+// Loop thread only: every method runs on the thread that owns the connection.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "broker/codec/codec.h"
+#include "broker/core/broker.h"
+#include "broker/core/transport.h"
+
+namespace parley::broker {
+
+class Client {
+ public:
+  // `link` is the handle the session will keep to this connection; `worker` indexes Counters.
+  Client(Broker& broker, Transport& transport, std::shared_ptr<SessionLink> link, int worker);
+  ~Client();
+  Client(const Client&) = delete;
+  Client& operator=(const Client&) = delete;
+
+  // Handles every whole packet in `data`; returns how many bytes were consumed. The rest (a partial
+  // packet) must be passed again, with more bytes appended, on the next call.
+  size_t OnData(std::span<const uint8_t> data);
+  // Moves queued deliveries into the output buffer, as far as the in-flight window and the output
+  // high-water mark allow. Called after SessionLink::Wake() and when the output buffer drains.
+  void Pump();
+  // Keep alive and CONNECT timeout. Call about once a second.
+  void OnTick();
+  // The session was taken over or an admin kicked the client: DISCONNECT(reason) to v5, then close.
+  void OnKick(uint8_t reason);
+  // The server is shutting down: DISCONNECT 0x8B to v5 clients, then close.
+  void OnShutdown();
+  // The network connection is gone (either side closed it). Publishes the will if due, detaches the
+  // session. Idempotent.
+  void OnClosed();
+
+  // True when the last Pump() stopped because the output buffer was full; the transport calls Pump()
+  // again once it drains.
+  bool output_blocked() const { return output_blocked_; }
+  bool connected() const { return state_ == State::kConnected; }
+  bool closing() const { return state_ == State::kClosing || state_ == State::kClosed; }
+  const std::string& client_id() const { return client_id_; }
+  mqtt::Version version() const { return version_; }
+
+ private:
+  enum class State : uint8_t { kAwaitConnect, kConnected, kClosing, kClosed };
+
+  void Handle(mqtt::Packet& p);
+  void HandleConnect(mqtt::Connect& c);
+  void HandlePublish(mqtt::Publish& p);
+  void HandleAck(const mqtt::Ack& a);
+  void HandleSubscribe(const mqtt::Subscribe& s);
+  void HandleUnsubscribe(const mqtt::Unsubscribe& u);
+  void HandleDisconnect(const mqtt::Disconnect& d);
+
+  void RejectConnect(uint8_t v5_reason, uint8_t v311_code, const char* why);
+  // Fatal protocol violation: DISCONNECT(reason) on v5, then close.
+  void Fail(uint8_t reason, const char* why);
+  void Send(const mqtt::Packet& p);
+  void SendAck(mqtt::PacketType type, uint16_t packet_id, uint8_t reason);
+  void ResendInflight();
+  // Encodes one PUBLISH to this client; false when it exceeds the client's Maximum Packet Size.
+  bool WritePublish(const Delivery& d, uint16_t packet_id, bool dup);
+  bool ReasonStringAllowed() const { return request_problem_info_; }
+  // The will as a routable message, expiry counted from `delay_seconds` from now.
+  MessagePtr BuildWill(uint32_t delay_seconds) const;
+
+  Broker& broker_;
+  Transport& transport_;
+  std::shared_ptr<SessionLink> link_;
+  const int worker_;
+  State state_ = State::kAwaitConnect;
+  mqtt::Version version_ = mqtt::Version::kV311;
+  bool request_problem_info_ = true;
+  bool output_blocked_ = false;
+  uint16_t keep_alive_ = 0;              // seconds, as enforced (after Server Keep Alive)
+  SteadyTime last_rx_;
+  const SteadyTime accepted_at_;
+
+  std::string client_id_;
+  std::optional<std::string> username_;
+  SessionPtr session_;
+  uint64_t generation_ = 0;
+  uint32_t session_expiry_ = 0;          // as requested on CONNECT (after the cap)
+  std::unique_ptr<mqtt::Will> will_;     // published when the connection ends without a normal DISCONNECT
+
+  uint16_t client_receive_max_ = 65535;  // client's Receive Maximum (our outbound window)
+  uint32_t client_max_packet_ = 0;       // client's Maximum Packet Size; 0 = none
+  uint16_t client_alias_max_ = 0;        // aliases we may use towards the client
+  std::vector<std::string> in_aliases_;  // client -> broker, index = alias
+  std::unordered_map<std::string, uint16_t> out_aliases_;  // broker -> client
+};
+
+}  // namespace parley::broker

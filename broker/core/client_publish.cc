@@ -1,0 +1,266 @@
+// Client: PUBLISH in both directions, the QoS 1 / 2 acks, the outbound window and topic aliases.
+#include <spdlog/spdlog.h>
+
+#include "broker/core/client.h"
+
+namespace parley::broker {
+
+using mqtt::PacketType;
+using mqtt::Version;
+namespace rc = mqtt::rc;
+
+namespace {
+
+// Keeps delivering while less than this is waiting for the kernel; resumes when the buffer drains.
+constexpr size_t kOutHighWater = 256 * 1024;
+
+size_t CountLevels(std::string_view topic) {
+  size_t n = 1;
+  for (char ch : topic) n += ch == '/';
+  return n;
+}
+
+bool HasPassThroughProps(const mqtt::Properties& p) {
+  return p.payload_format_indicator || p.content_type || p.response_topic || p.correlation_data ||
+         !p.user_properties.empty();
+}
+
+}  // namespace
+
+void Client::HandlePublish(mqtt::Publish& p) {
+  const BrokerOptions& o = broker_.options();
+  Counters& counters = broker_.counters(worker_);
+  Counters::Add(counters.messages_received);
+  const bool v5 = version_ == Version::kV5;
+
+  if (p.qos > o.max_qos) return Fail(rc::kQoSNotSupported, "QoS not supported");
+  if (p.retain && !o.retain_available) return Fail(rc::kRetainNotSupported, "retain not supported");
+  if (!p.props.subscription_identifiers.empty())
+    return Fail(rc::kProtocolError, "subscription identifier in PUBLISH from client");
+
+  // Topic aliases, client -> broker (MQTT 5 3.3.2.3.4).
+  if (p.props.topic_alias) {
+    const uint16_t alias = *p.props.topic_alias;
+    if (alias == 0 || alias > o.topic_alias_maximum) return Fail(rc::kTopicAliasInvalid, "topic alias out of range");
+    if (in_aliases_.size() <= alias) in_aliases_.resize(alias + 1);
+    if (p.topic.empty()) {
+      if (in_aliases_[alias].empty()) return Fail(rc::kProtocolError, "unknown topic alias");
+      p.topic = in_aliases_[alias];
+    } else {
+      in_aliases_[alias] = p.topic;
+    }
+    p.props.topic_alias.reset();
+  }
+  if (p.topic.empty()) return Fail(rc::kProtocolError, "empty topic");
+  if (p.topic.size() > o.max_topic_length || CountLevels(p.topic) > o.max_topic_levels)
+    return Fail(rc::kTopicNameInvalid, "topic too long or too deep");
+
+  // Flow control (MQTT 5 4.9): QoS 2 messages awaiting PUBREL count against our Receive Maximum.
+  if (p.qos == 2) {
+    std::lock_guard lock(session_->mu_);
+    if (session_->incoming_qos2_.count(p.packet_id)) {
+      // A duplicate of a message we already have (MQTT-4.3.3-10): acknowledge again, do not route.
+      SendAck(PacketType::kPubrec, p.packet_id, rc::kSuccess);
+      return;
+    }
+    if (v5 && session_->incoming_qos2_.size() >= o.receive_maximum)
+      return Fail(rc::kReceiveMaximumExceeded, "receive maximum exceeded");
+  }
+
+  ClientIdentity who{client_id_, username_ ? std::optional<std::string_view>(*username_) : std::nullopt};
+  uint8_t reason = rc::kSuccess;
+  if (!broker_.Allowed(who, p.topic, Access::kWrite)) {
+    reason = rc::kNotAuthorized;
+  } else if (p.props.payload_format_indicator.value_or(0) == 1 && !mqtt::IsValidMqttUtf8(p.payload)) {
+    reason = rc::kPayloadFormatInvalid;
+  }
+
+  if (reason == rc::kSuccess) {
+    auto m = std::make_shared<Message>();
+    m->topic = std::move(p.topic);
+    m->payload = std::move(p.payload);
+    m->qos = p.qos;
+    m->retain = p.retain;
+    m->origin_client_id = client_id_;
+    if (p.props.message_expiry_interval)
+      m->expires_at = broker_.clock().Now() + std::chrono::seconds(*p.props.message_expiry_interval);
+    if (v5 && HasPassThroughProps(p.props)) {
+      auto props = std::make_unique<mqtt::Properties>();
+      props->payload_format_indicator = p.props.payload_format_indicator;
+      props->content_type = std::move(p.props.content_type);
+      props->response_topic = std::move(p.props.response_topic);
+      props->correlation_data = std::move(p.props.correlation_data);
+      props->user_properties = std::move(p.props.user_properties);
+      m->props = std::move(props);
+    }
+    const size_t receivers = broker_.Publish(std::move(m), worker_);
+    if (receivers == 0 && p.qos > 0) reason = rc::kNoMatchingSubscribers;
+  } else {
+    spdlog::debug("publish from {} refused: 0x{:02x}", client_id_, reason);
+  }
+
+  if (p.qos == 1) {
+    SendAck(PacketType::kPuback, p.packet_id, reason);
+  } else if (p.qos == 2) {
+    if (reason < 0x80) {
+      std::lock_guard lock(session_->mu_);
+      session_->incoming_qos2_.insert(p.packet_id);
+    }
+    SendAck(PacketType::kPubrec, p.packet_id, reason);
+  }
+}
+
+void Client::HandleAck(const mqtt::Ack& a) {
+  switch (a.type) {
+    case PacketType::kPubrel: {
+      bool known;
+      {
+        std::lock_guard lock(session_->mu_);
+        known = session_->incoming_qos2_.erase(a.packet_id) > 0;
+      }
+      SendAck(PacketType::kPubcomp, a.packet_id, known ? rc::kSuccess : rc::kPacketIdentifierNotFound);
+      return;
+    }
+    case PacketType::kPuback:
+    case PacketType::kPubcomp: {
+      const auto want = a.type == PacketType::kPuback ? Inflight::State::kAwaitPuback : Inflight::State::kAwaitPubcomp;
+      {
+        std::lock_guard lock(session_->mu_);
+        if (session_->link_generation_ != generation_) return;
+        Inflight* f = session_->FindInflightLocked(a.packet_id);
+        if (!f || f->state != want) return;  // unknown or stale id: nothing to complete
+        session_->EraseInflightLocked(a.packet_id);
+      }
+      Pump();  // the window has room again
+      return;
+    }
+    case PacketType::kPubrec: {
+      bool release = false;
+      bool known = false;
+      {
+        std::lock_guard lock(session_->mu_);
+        if (session_->link_generation_ != generation_) return;
+        Inflight* f = session_->FindInflightLocked(a.packet_id);
+        if (f && f->state == Inflight::State::kAwaitPubrec) {
+          known = true;
+          if (a.reason_code >= 0x80) {
+            session_->EraseInflightLocked(a.packet_id);  // the receiver refused it: done
+          } else {
+            f->state = Inflight::State::kAwaitPubcomp;
+            f->delivery.msg.reset();  // only the packet id is needed from here on
+            release = true;
+          }
+        } else if (f && f->state == Inflight::State::kAwaitPubcomp) {
+          known = true;
+          release = true;  // PUBREL was lost; send it again
+        }
+      }
+      if (release) {
+        SendAck(PacketType::kPubrel, a.packet_id, rc::kSuccess);
+      } else if (!known) {
+        SendAck(PacketType::kPubrel, a.packet_id, rc::kPacketIdentifierNotFound);
+      } else {
+        Pump();
+      }
+      return;
+    }
+    default:
+      return;
+  }
+}
+
+bool Client::WritePublish(const Delivery& d, uint16_t packet_id, bool dup) {
+  const Message& m = *d.msg;
+  mqtt::PublishOut out;
+  out.topic = m.topic;
+  out.payload = m.payload;
+  out.qos = d.qos;
+  out.retain = d.retain;
+  out.dup = dup;
+  out.packet_id = packet_id;
+  if (version_ == Version::kV5) {
+    out.props = m.props.get();
+    if (m.expires_at) {
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(*m.expires_at - broker_.clock().Now());
+      out.message_expiry_interval = static_cast<uint32_t>(std::max<int64_t>(1, (left.count() + 999) / 1000));
+    }
+    out.subscription_ids = d.sub_ids;
+    if (client_alias_max_) {
+      auto it = out_aliases_.find(m.topic);
+      if (it != out_aliases_.end()) {
+        out.topic = {};
+        out.topic_alias = it->second;
+      } else if (out_aliases_.size() < client_alias_max_) {
+        const auto alias = static_cast<uint16_t>(out_aliases_.size() + 1);
+        out_aliases_.emplace(m.topic, alias);
+        out.topic_alias = alias;  // first use: topic and alias together set the mapping
+      }
+    }
+  }
+  if (client_max_packet_ && mqtt::PublishSize(out, version_) > client_max_packet_) {
+    // MQTT-3.1.2-25: never send a packet larger than the client accepts; the message is discarded.
+    if (out.topic_alias && !out.topic.empty()) out_aliases_.erase(m.topic);
+    Counters::Add(broker_.counters(worker_).dropped[static_cast<int>(DropCause::kTooLarge)]);
+    return false;
+  }
+  const size_t n = mqtt::EncodePublish(out, version_, &transport_.OutBuffer());
+  Counters& c = broker_.counters(worker_);
+  Counters::Add(c.messages_sent);
+  Counters::Add(c.bytes_sent, n);
+  return true;
+}
+
+void Client::Pump() {
+  if (state_ != State::kConnected || !session_) return;
+  const BrokerOptions& o = broker_.options();
+  const size_t window = std::min<size_t>(client_receive_max_, o.max_inflight ? o.max_inflight : 65535);
+  const SteadyTime now = broker_.clock().Now();
+  Counters& c = broker_.counters(worker_);
+  std::lock_guard lock(session_->mu_);
+  Session& s = *session_;
+  if (s.link_generation_ != generation_ || s.ended_) return;
+  s.wake_pending_ = false;
+  output_blocked_ = false;
+  while (!s.queue_.empty()) {
+    if (transport_.PendingOutBytes() > kOutHighWater) {
+      output_blocked_ = true;  // the transport pumps again when the buffer drains
+      return;
+    }
+    Delivery& d = s.queue_.front();
+    if (d.qos > 0 && s.inflight_.size() >= window) return;
+    Delivery next = std::move(d);
+    s.queue_.pop_front();
+    s.queued_bytes_ -= next.msg->Footprint();
+    if (next.msg->ExpiredAt(now)) {
+      Counters::Add(c.dropped[static_cast<int>(DropCause::kExpired)]);
+      continue;
+    }
+    const uint16_t pid = next.qos ? s.NextPacketIdLocked() : 0;
+    if (!WritePublish(next, pid, false)) continue;
+    if (next.qos) {
+      Inflight f;
+      f.packet_id = pid;
+      f.state = next.qos == 1 ? Inflight::State::kAwaitPuback : Inflight::State::kAwaitPubrec;
+      f.delivery = std::move(next);
+      s.inflight_.push_back(std::move(f));
+    }
+  }
+}
+
+void Client::ResendInflight() {
+  // MQTT-4.4.0-1: on session resume, resend unacknowledged PUBLISH (DUP set) and PUBREL, in order.
+  std::lock_guard lock(session_->mu_);
+  Session& s = *session_;
+  for (size_t i = 0; i < s.inflight_.size();) {
+    Inflight& f = s.inflight_[i];
+    if (f.state == Inflight::State::kAwaitPubcomp) {
+      SendAck(PacketType::kPubrel, f.packet_id, rc::kSuccess);
+    } else if (!WritePublish(f.delivery, f.packet_id, true)) {
+      s.inflight_.erase(s.inflight_.begin() + i);
+      continue;
+    }
+    ++i;
+  }
+}
+
+}  // namespace parley::broker

@@ -1,0 +1,63 @@
+#include "broker/core/session.h"
+
+#include <algorithm>
+
+namespace parley::broker {
+
+EnqueueResult Session::EnqueueLocked(Delivery d, uint32_t max_messages, uint64_t max_bytes,
+                                     bool queue_qos0_offline) {
+  EnqueueResult r;
+  if (ended_) return r;
+  if (!link_ && d.qos == 0 && !queue_qos0_offline) {
+    r.cause = DropCause::kQoS0Offline;
+    return r;
+  }
+  const uint64_t bytes = d.msg->Footprint();
+  auto over = [&] {
+    return (max_messages && queue_.size() >= max_messages) || (max_bytes && queued_bytes_ + bytes > max_bytes);
+  };
+  if (over()) {
+    // Policy (docs/architecture.md): QoS 0 goes first. A new QoS 0 message is dropped; a new QoS 1/2
+    // message evicts the oldest queued QoS 0 message, if there is one, and is dropped otherwise.
+    if (d.qos == 0) return r;
+    for (size_t i = 0; i < queue_.size(); ++i) {
+      if (queue_[i].qos == 0) {
+        queued_bytes_ -= queue_[i].msg->Footprint();
+        queue_.erase_at(i);
+        r.dropped_other = true;
+        break;
+      }
+    }
+    if (over()) return r;
+  }
+  queued_bytes_ += bytes;
+  queue_.push_back(std::move(d));
+  r.queued = true;
+  if (link_ && !wake_pending_) {
+    wake_pending_ = true;
+    r.wake = true;
+  }
+  return r;
+}
+
+Inflight* Session::FindInflightLocked(uint16_t packet_id) {
+  for (auto& f : inflight_)
+    if (f.packet_id == packet_id) return &f;
+  return nullptr;
+}
+
+void Session::EraseInflightLocked(uint16_t packet_id) {
+  auto it = std::find_if(inflight_.begin(), inflight_.end(),
+                         [&](const Inflight& f) { return f.packet_id == packet_id; });
+  if (it != inflight_.end()) inflight_.erase(it);
+}
+
+uint16_t Session::NextPacketIdLocked() {
+  for (;;) {
+    uint16_t id = next_packet_id_++;
+    if (next_packet_id_ == 0) next_packet_id_ = 1;
+    if (id != 0 && !FindInflightLocked(id)) return id;
+  }
+}
+
+}  // namespace parley::broker

@@ -1,0 +1,100 @@
+// An MQTT session: the state that outlives a connection (subscriptions, queued and in-flight messages,
+// QoS 2 packet ids, will). Shared by reference between the registry, the subscription tree and the
+// connection bound to it. Every mutable member is guarded by mu_: publishers on any thread enqueue,
+// the bound connection's loop thread drains.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <unordered_set>
+#include <vector>
+
+#include "base/clock.h"
+#include "broker/api/message.h"
+#include "broker/codec/packets.h"
+#include "broker/core/ring_queue.h"
+#include "broker/core/transport.h"
+
+namespace parley::broker {
+
+// A message on its way to one session. `qos` is already downgraded to the subscription's QoS.
+struct Delivery {
+  MessagePtr msg;
+  uint8_t qos = 0;
+  bool retain = false;                // RETAIN flag as this receiver sees it
+  std::vector<uint32_t> sub_ids;      // subscription identifiers of every matching subscription
+  std::shared_ptr<const std::string> shared_group;  // "$share/g/filter" when routed via a share group
+};
+
+// An outgoing QoS 1/2 message awaiting the receiver's ack.
+struct Inflight {
+  enum class State : uint8_t { kAwaitPuback, kAwaitPubrec, kAwaitPubcomp };
+  uint16_t packet_id = 0;
+  State state = State::kAwaitPuback;
+  Delivery delivery;  // msg is kept until PUBACK / PUBCOMP (kAwaitPubcomp needs only the id)
+};
+
+struct SubscriptionRecord {
+  mqtt::SubscribeOptions opts;
+  uint32_t sub_id = 0;  // 0 = none
+};
+
+// Why messages were dropped instead of queued (counted per broker; docs/architecture.md "Queues").
+enum class DropCause : uint8_t { kQueueFull, kExpired, kTooLarge, kQoS0Offline, kCount };
+
+struct EnqueueResult {
+  bool queued = false;
+  bool wake = false;    // caller should Wake() the link (outside the lock)
+  bool dropped_other = false;  // an older QoS 0 message was dropped to make room
+  DropCause cause = DropCause::kQueueFull;
+};
+
+class Session {
+ public:
+  Session(std::string client_id, uint64_t id) : client_id_(std::move(client_id)), id_(id) {}
+  Session(const Session&) = delete;
+  Session& operator=(const Session&) = delete;
+
+  const std::string& client_id() const { return client_id_; }
+  // Unique for the life of the process; distinguishes a new session from an old one with the same id.
+  uint64_t id() const { return id_; }
+
+  // True while a connection is bound. Written under mu_, read without it (share-group member choice).
+  std::atomic<bool> online_{false};
+
+  std::mutex mu_;
+  // ---- guarded by mu_ ----
+  std::shared_ptr<SessionLink> link_;  // connection bound now; null when offline
+  uint64_t link_generation_ = 0;       // bumped on every bind, so a stale connection knows it lost the session
+  bool ended_ = false;                 // removed from the registry; no further use
+  RingQueue<Delivery> queue_;          // not yet sent (no packet id yet)
+  uint64_t queued_bytes_ = 0;
+  std::vector<Inflight> inflight_;     // sent, awaiting ack; in send order
+  uint16_t next_packet_id_ = 1;
+  std::unordered_set<uint16_t> incoming_qos2_;  // QoS 2 PUBLISH received, PUBREC sent, PUBREL not yet
+  std::map<std::string, SubscriptionRecord, std::less<>> subscriptions_;  // by full filter incl. $share/
+  uint32_t expiry_interval_ = 0;       // seconds; 0xFFFFFFFF = never
+  std::optional<std::string> username_;  // of the connection that last bound it (ACL at delivery)
+  std::optional<SteadyTime> offline_since_;
+  bool wake_pending_ = false;          // a Wake() is in flight; avoids one post per message
+
+  // Queues `d` subject to the limits. Caller holds mu_.
+  EnqueueResult EnqueueLocked(Delivery d, uint32_t max_messages, uint64_t max_bytes, bool queue_qos0_offline);
+  // Next free outgoing packet id (skips ids in flight). Caller holds mu_. Requires inflight_ not full.
+  uint16_t NextPacketIdLocked();
+  Inflight* FindInflightLocked(uint16_t packet_id);
+  void EraseInflightLocked(uint16_t packet_id);
+
+ private:
+  const std::string client_id_;
+  const uint64_t id_;
+};
+
+using SessionPtr = std::shared_ptr<Session>;
+
+}  // namespace parley::broker

@@ -1,0 +1,147 @@
+// parleyd: loads the configuration, wires broker core, auth and network, and runs until SIGTERM/SIGINT.
+#include <signal.h>
+#include <spdlog/spdlog.h>
+
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <thread>
+
+#include "broker/auth/acl_file.h"
+#include "broker/auth/password_file.h"
+#include "broker/config/config.h"
+#include "broker/core/broker.h"
+#include "broker/core/version.h"
+#include "broker/net/server.h"
+
+namespace {
+
+using parley::config::Config;
+
+parley::broker::BrokerOptions ToOptions(const Config& c) {
+  parley::broker::BrokerOptions o;
+  const auto& l = c.limits;
+  o.max_packet_size = l.max_packet_size;
+  o.receive_maximum = l.receive_maximum;
+  o.max_inflight = l.max_inflight;
+  o.max_queued_messages = l.max_queued_messages;
+  o.max_queued_bytes = l.max_queued_bytes;
+  o.topic_alias_maximum = l.topic_alias_maximum;
+  o.max_keep_alive = l.max_keep_alive;
+  o.max_session_expiry = l.max_session_expiry;
+  o.max_qos = l.max_qos;
+  o.retain_available = l.retain_available;
+  o.wildcard_subscriptions = l.wildcard_subscriptions;
+  o.subscription_identifiers = l.subscription_identifiers;
+  o.shared_subscriptions = l.shared_subscriptions;
+  o.max_client_id_length = l.max_client_id_length;
+  o.max_topic_length = l.max_topic_length;
+  o.max_topic_levels = l.max_topic_levels;
+  o.max_subscriptions_per_client = l.max_subscriptions_per_client;
+  o.connect_timeout = l.connect_timeout;
+  o.max_outbound_buffer = l.max_outbound_buffer;
+  o.max_retained_messages = l.max_retained_messages;
+  o.allow_anonymous = c.auth.allow_anonymous;
+  o.sys_enabled = c.sys.enabled;
+  o.sys_interval = c.sys.interval;
+  return o;
+}
+
+int Fail(const std::string& msg) {
+  std::fprintf(stderr, "parleyd: %s\n", msg.c_str());
+  return 2;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"parleyd — MQTT 3.1.1/5.0 broker with instant messaging built in"};
+  std::string config_path;
+  int port = -1;
+  std::string data_dir;
+  std::string bind;
+  int workers = -1;
+  std::string log_level;
+  app.add_option("-c,--config", config_path, "Configuration file (TOML); without it the embedded default "
+                                              "is used: MQTT on 127.0.0.1:1883")
+      ->check(CLI::ExistingFile);
+  app.add_option("-p,--port", port, "Port of the first plain-TCP MQTT listener (0 = any free port)")
+      ->check(CLI::Range(0, 65535));
+  app.add_option("--bind", bind, "Address of the first MQTT listener (0.0.0.0 or :: for all interfaces)");
+  app.add_option("--data-dir", data_dir, "Storage directory");
+  app.add_option("--workers", workers, "Worker threads (0 = one per core)")->check(CLI::Range(0, 1024));
+  app.add_option("--log-level", log_level, "trace, debug, info, warn, error, critical or off");
+  app.set_version_flag("--version", std::string("parleyd ") + parley::broker::kParleyVersion);
+  CLI11_PARSE(app, argc, argv);
+
+  Config cfg = parley::config::DefaultConfig();
+  if (!config_path.empty()) {
+    auto loaded = parley::config::LoadConfigFile(config_path);
+    if (!loaded.ok()) return Fail(loaded.status().message());
+    cfg = std::move(loaded.value());
+  }
+  if (!data_dir.empty()) cfg.data_dir = data_dir;
+  if (workers >= 0) cfg.workers = workers;
+  if (!log_level.empty()) cfg.log.level = log_level;
+  for (auto& l : cfg.listeners) {
+    if (l.protocol != "mqtt") continue;
+    if (port >= 0) l.port = static_cast<uint16_t>(port);
+    if (!bind.empty()) l.bind = bind;
+    break;
+  }
+
+  auto level = spdlog::level::from_str(cfg.log.level);
+  if (level == spdlog::level::off && cfg.log.level != "off") return Fail("bad log level '" + cfg.log.level + "'");
+  spdlog::set_level(level);
+  if (cfg.log.format == "json")
+    spdlog::set_pattern(R"({"ts":"%Y-%m-%dT%H:%M:%S.%e%z","level":"%l","msg":"%v"})");
+
+  // Block the signals we handle before any thread starts, so only sigwait below sees them.
+  sigset_t sigs;
+  sigemptyset(&sigs);
+  sigaddset(&sigs, SIGTERM);
+  sigaddset(&sigs, SIGINT);
+  sigaddset(&sigs, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  const int nworkers = cfg.workers > 0 ? cfg.workers : std::max(1u, std::thread::hardware_concurrency());
+  parley::broker::Broker broker(ToOptions(cfg), parley::SystemClock::Instance(), nworkers);
+
+  std::unique_ptr<parley::broker::auth::PasswordFile> passwords;
+  std::unique_ptr<parley::broker::auth::AclFile> acl;
+  if (!cfg.auth.password_file.empty()) {
+    auto r = parley::broker::auth::PasswordFile::Load(cfg.auth.password_file);
+    if (!r.ok()) return Fail(r.status().message());
+    passwords = std::move(r.value());
+    broker.AddAuthenticator(passwords.get());
+  }
+  if (!cfg.auth.acl_file.empty()) {
+    auto r = parley::broker::auth::AclFile::Load(cfg.auth.acl_file);
+    if (!r.ok()) return Fail(r.status().message());
+    acl = std::move(r.value());
+    broker.SetAuthorizer(acl.get());
+  }
+
+  parley::net::Server server(broker, nworkers);
+  std::vector<parley::net::ListenSpec> specs;
+  for (const auto& l : cfg.listeners) specs.push_back({l.name, l.bind, l.port, l.backlog});
+  if (auto st = server.Listen(specs); !st.ok()) return Fail(st.message());
+  server.Start();
+  for (size_t i = 0; i < specs.size(); ++i)
+    spdlog::info("listening on {}:{} ({})", specs[i].bind, server.BoundPort(i), specs[i].name);
+  spdlog::info("parleyd {} started with {} workers", parley::broker::kParleyVersion, nworkers);
+
+  for (;;) {
+    int sig = 0;
+    sigwait(&sigs, &sig);
+    if (sig == SIGHUP) {
+      spdlog::warn("SIGHUP: configuration reload is not supported yet; restart to apply changes");
+      continue;
+    }
+    spdlog::info("signal {}: shutting down", sig);
+    break;
+  }
+  server.Stop();
+  spdlog::info("stopped");
+  return 0;
+}

@@ -1,0 +1,166 @@
+#include "broker/net/connection.h"
+
+#include <spdlog/spdlog.h>
+
+#include <cstring>
+
+#include "broker/net/worker.h"
+
+namespace parley::net {
+
+void Link::Wake() {
+  if (worker_.OnLoopThread()) {
+    if (conn_) worker_.SchedulePump(conn_);
+    return;
+  }
+  worker_.PostWake(shared_from_this());
+}
+
+void Link::Kick(uint8_t reason) {
+  auto self = shared_from_this();
+  worker_.Post([self, reason] {
+    if (!self->conn_) return;
+    self->conn_->client().OnKick(reason);
+    self->conn_->Flush();
+  });
+}
+
+Connection::Connection(Worker& worker) : worker_(worker), link_(std::make_shared<Link>(worker)) {
+  uv_tcp_init(worker.loop(), &tcp_);
+  tcp_.data = this;
+  client_ = std::make_unique<broker::Client>(worker.broker(), *this, link_, worker.index());
+}
+
+Connection::~Connection() = default;
+
+void Connection::Start() {
+  sockaddr_storage ss{};
+  int len = sizeof(ss);
+  char host[INET6_ADDRSTRLEN] = "?";
+  int port = 0;
+  if (uv_tcp_getpeername(&tcp_, reinterpret_cast<sockaddr*>(&ss), &len) == 0) {
+    if (ss.ss_family == AF_INET) {
+      auto* a = reinterpret_cast<sockaddr_in*>(&ss);
+      uv_ip4_name(a, host, sizeof(host));
+      port = ntohs(a->sin_port);
+    } else if (ss.ss_family == AF_INET6) {
+      auto* a = reinterpret_cast<sockaddr_in6*>(&ss);
+      uv_ip6_name(a, host, sizeof(host));
+      port = ntohs(a->sin6_port);
+    }
+  }
+  peer_ = ss.ss_family == AF_INET6 ? "[" + std::string(host) + "]:" + std::to_string(port)
+                                   : std::string(host) + ":" + std::to_string(port);
+  uv_tcp_nodelay(&tcp_, 1);
+  link_->conn_ = this;
+  worker_.Attach(this);
+  attached_ = true;
+  uv_read_start(reinterpret_cast<uv_stream_t*>(&tcp_), &Connection::OnAlloc, &Connection::OnRead);
+}
+
+std::string& Connection::OutBuffer() {
+  worker_.MarkDirty(this);
+  return out_;
+}
+
+void Connection::OnAlloc(uv_handle_t* h, size_t, uv_buf_t* buf) {
+  auto* c = static_cast<Connection*>(h->data);
+  // One read buffer per worker: bytes are decoded straight from it; only an incomplete packet's
+  // start is copied into the connection's carry-over buffer.
+  buf->base = c->worker_.read_buffer();
+  buf->len = Worker::kReadBufferSize;
+}
+
+void Connection::OnRead(uv_stream_t* s, ssize_t n, const uv_buf_t* buf) {
+  auto* c = static_cast<Connection*>(s->data);
+  if (n > 0) {
+    c->Consume(buf->base, static_cast<size_t>(n));
+  } else if (n < 0) {
+    c->CloseNow();  // EOF or error
+  }
+}
+
+void Connection::Consume(const char* data, size_t n) {
+  if (closing_ || close_after_flush_) return;
+  if (in_.empty()) {
+    auto bytes = std::span(reinterpret_cast<const uint8_t*>(data), n);
+    size_t used = client_->OnData(bytes);
+    if (used < n) in_.assign(data + used, n - used);
+  } else {
+    in_.append(data, n);
+    auto bytes = std::span(reinterpret_cast<const uint8_t*>(in_.data()), in_.size());
+    size_t used = client_->OnData(bytes);
+    in_.erase(0, used);
+    if (in_.empty()) in_.shrink_to_fit();
+  }
+}
+
+void Connection::Flush() {
+  if (closing_) return;
+  if (!writing_.empty()) return;  // OnWrite flushes the rest
+  if (out_.empty()) {
+    if (close_after_flush_) CloseNow();
+    return;
+  }
+  auto* stream = reinterpret_cast<uv_stream_t*>(&tcp_);
+  uv_buf_t b = uv_buf_init(out_.data(), static_cast<unsigned>(out_.size()));
+  int r = uv_try_write(stream, &b, 1);
+  if (r == static_cast<int>(out_.size())) {
+    out_.clear();
+    if (out_.capacity() > 64 * 1024) out_.shrink_to_fit();
+    if (close_after_flush_) CloseNow();
+    else if (client_->output_blocked()) worker_.SchedulePump(this);  // room again
+    return;
+  }
+  if (r < 0 && r != UV_EAGAIN) {
+    CloseNow();
+    return;
+  }
+  const size_t sent = r > 0 ? static_cast<size_t>(r) : 0;
+  writing_.assign(out_, sent);
+  out_.clear();
+  if (writing_.size() > worker_.broker().options().max_outbound_buffer) {
+    spdlog::info("closing {} ({}): not reading, {} bytes pending", client_->client_id(), peer_, writing_.size());
+    CloseNow();
+    return;
+  }
+  if (!write_req_) write_req_ = std::make_unique<uv_write_t>();
+  write_req_->data = this;
+  b = uv_buf_init(writing_.data(), static_cast<unsigned>(writing_.size()));
+  if (uv_write(write_req_.get(), stream, &b, 1, &Connection::OnWrite) != 0) CloseNow();
+}
+
+void Connection::OnWrite(uv_write_t* req, int status) {
+  auto* c = static_cast<Connection*>(req->data);
+  c->writing_.clear();
+  if (c->writing_.capacity() > 64 * 1024) c->writing_.shrink_to_fit();
+  if (status < 0) {
+    c->CloseNow();
+    return;
+  }
+  if (c->closing_) return;
+  if (c->client_->output_blocked()) c->worker_.SchedulePump(c);  // the output drained
+  if (!c->out_.empty() || c->close_after_flush_) c->worker_.MarkDirty(c);
+}
+
+void Connection::CloseAfterFlush() {
+  close_after_flush_ = true;
+  worker_.MarkDirty(this);
+}
+
+void Connection::CloseNow() {
+  if (closing_) return;
+  closing_ = true;
+  uv_read_stop(reinterpret_cast<uv_stream_t*>(&tcp_));
+  uv_close(reinterpret_cast<uv_handle_t*>(&tcp_), &Connection::OnClose);
+}
+
+void Connection::OnClose(uv_handle_t* h) {
+  auto* c = static_cast<Connection*>(h->data);
+  c->link_->conn_ = nullptr;
+  c->client_->OnClosed();
+  if (c->attached_) c->worker_.Detach(c);
+  delete c;
+}
+
+}  // namespace parley::net

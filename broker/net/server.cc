@@ -1,0 +1,120 @@
+#include "broker/net/server.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "broker/net/worker.h"
+
+namespace parley::net {
+
+namespace {
+
+bool ParseAddress(const std::string& host, uint16_t port, sockaddr_storage* ss, socklen_t* len) {
+  std::memset(ss, 0, sizeof(*ss));
+  auto* a4 = reinterpret_cast<sockaddr_in*>(ss);
+  if (inet_pton(AF_INET, host.c_str(), &a4->sin_addr) == 1) {
+    a4->sin_family = AF_INET;
+    a4->sin_port = htons(port);
+    *len = sizeof(sockaddr_in);
+    return true;
+  }
+  auto* a6 = reinterpret_cast<sockaddr_in6*>(ss);
+  if (inet_pton(AF_INET6, host.c_str(), &a6->sin6_addr) == 1) {
+    a6->sin6_family = AF_INET6;
+    a6->sin6_port = htons(port);
+    *len = sizeof(sockaddr_in6);
+    return true;
+  }
+  return false;
+}
+
+// A listening socket with SO_REUSEPORT, so every worker accepts on its own socket and the kernel
+// spreads connections across them.
+int OpenListenSocket(const sockaddr_storage& ss, socklen_t len, int backlog, std::string* err) {
+  int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    *err = std::strerror(errno);
+    return -1;
+  }
+  int one = 1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
+  if (ss.ss_family == AF_INET6) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+  if (bind(fd, reinterpret_cast<const sockaddr*>(&ss), len) != 0 || listen(fd, backlog) != 0) {
+    *err = std::strerror(errno);
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+// SO_REUSEPORT would let a second broker silently share our port. A plain bind first tells us the
+// port is already taken (by anyone, reuseport group or not).
+bool PortFree(const sockaddr_storage& ss, socklen_t len, std::string* err) {
+  int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return true;
+  int one = 1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  if (ss.ss_family == AF_INET6) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+  bool ok = bind(fd, reinterpret_cast<const sockaddr*>(&ss), len) == 0;
+  if (!ok) *err = std::strerror(errno);
+  close(fd);
+  return ok;
+}
+
+}  // namespace
+
+Server::Server(broker::Broker& broker, int workers) : broker_(broker) {
+  for (int i = 0; i < workers; ++i) workers_.push_back(std::make_unique<Worker>(broker, i));
+}
+
+Server::~Server() { Stop(); }
+
+Status Server::Listen(const std::vector<ListenSpec>& specs) {
+  for (const ListenSpec& spec : specs) {
+    sockaddr_storage ss;
+    socklen_t len;
+    if (!ParseAddress(spec.bind, spec.port, &ss, &len))
+      return Status::Error("listener " + spec.name + ": bad bind address '" + spec.bind + "'");
+    std::string err;
+    const std::string where = "listener " + spec.name + " (" + spec.bind + ":" + std::to_string(spec.port) + ")";
+    if (spec.port != 0 && !PortFree(ss, len, &err)) return Status::Error(where + ": " + err);
+    uint16_t port = spec.port;
+    for (auto& w : workers_) {
+      int fd = OpenListenSocket(ss, len, spec.backlog, &err);
+      if (fd < 0) return Status::Error(where + ": " + err);
+      if (port == 0) {
+        // Port 0: the first socket picks a free port; the siblings join it.
+        sockaddr_storage bound;
+        socklen_t blen = sizeof(bound);
+        getsockname(fd, reinterpret_cast<sockaddr*>(&bound), &blen);
+        port = ntohs(bound.ss_family == AF_INET ? reinterpret_cast<sockaddr_in*>(&bound)->sin_port
+                                                : reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port);
+        if (ss.ss_family == AF_INET) reinterpret_cast<sockaddr_in*>(&ss)->sin_port = htons(port);
+        else reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port = htons(port);
+      }
+      if (!w->AddListenFd(fd, &err)) return Status::Error(where + ": " + err);
+    }
+    bound_ports_.push_back(port);
+  }
+  return Status::Ok();
+}
+
+void Server::Start() {
+  started_ = true;
+  for (auto& w : workers_) w->Start();
+}
+
+void Server::Stop() {
+  if (!started_ || stopped_) return;
+  stopped_ = true;
+  for (auto& w : workers_) w->Shutdown();
+  for (auto& w : workers_) w->Join();
+}
+
+}  // namespace parley::net

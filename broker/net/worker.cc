@@ -1,0 +1,220 @@
+#include "broker/net/worker.h"
+
+#include <spdlog/spdlog.h>
+
+#include "broker/net/connection.h"
+
+namespace parley::net {
+
+namespace {
+constexpr uint64_t kTickMs = 1000;
+constexpr uint64_t kBrokerTickMs = 200;
+constexpr uint64_t kShutdownGraceMs = 2000;
+}  // namespace
+
+Worker::Worker(broker::Broker& broker, int index)
+    : broker_(broker), index_(index), read_buffer_(new char[kReadBufferSize]) {
+  uv_loop_init(&loop_);
+  loop_.data = this;
+  uv_async_init(&loop_, &async_, &Worker::OnAsync);
+  async_.data = this;
+  uv_prepare_init(&loop_, &prepare_);
+  prepare_.data = this;
+  uv_timer_init(&loop_, &tick_);
+  tick_.data = this;
+  uv_timer_init(&loop_, &broker_tick_);
+  broker_tick_.data = this;
+  uv_timer_init(&loop_, &shutdown_timer_);
+  shutdown_timer_.data = this;
+}
+
+Worker::~Worker() {
+  Join();
+  uv_loop_close(&loop_);
+}
+
+bool Worker::AddListenFd(int fd, std::string* error) {
+  auto h = std::make_unique<uv_tcp_t>();
+  uv_tcp_init(&loop_, h.get());
+  h->data = this;
+  int r = uv_tcp_open(h.get(), fd);
+  if (r == 0) r = uv_listen(reinterpret_cast<uv_stream_t*>(h.get()), SOMAXCONN, &Worker::OnConnection);
+  if (r != 0) {
+    *error = uv_strerror(r);
+    uv_close(reinterpret_cast<uv_handle_t*>(h.release()), [](uv_handle_t* x) { delete reinterpret_cast<uv_tcp_t*>(x); });
+    return false;
+  }
+  listeners_.push_back(std::move(h));
+  return true;
+}
+
+void Worker::Start() {
+  uv_prepare_start(&prepare_, &Worker::OnPrepare);
+  uv_timer_start(&tick_, &Worker::OnTick, kTickMs, kTickMs);
+  if (index_ == 0) uv_timer_start(&broker_tick_, &Worker::OnBrokerTick, kBrokerTickMs, kBrokerTickMs);
+  thread_ = std::thread([this] {
+    thread_id_.store(std::this_thread::get_id(), std::memory_order_release);
+    uv_run(&loop_, UV_RUN_DEFAULT);
+    // Close whatever is left so uv_loop_close succeeds.
+    uv_walk(&loop_, [](uv_handle_t* h, void*) { if (!uv_is_closing(h)) uv_close(h, nullptr); }, nullptr);
+    uv_run(&loop_, UV_RUN_DEFAULT);
+  });
+}
+
+void Worker::Join() {
+  if (thread_.joinable()) thread_.join();
+}
+
+void Worker::Post(std::function<void()> fn) {
+  {
+    std::lock_guard lock(post_mu_);
+    posted_.push_back(std::move(fn));
+  }
+  uv_async_send(&async_);
+}
+
+void Worker::PostWake(std::shared_ptr<Link> link) {
+  bool first;
+  {
+    std::lock_guard lock(post_mu_);
+    first = posted_.empty() && wakes_.empty();
+    wakes_.push_back(std::move(link));
+  }
+  if (first) uv_async_send(&async_);
+}
+
+void Worker::Shutdown() {
+  Post([this] { BeginShutdown(); });
+}
+
+void Worker::OnAsync(uv_async_t* h) { static_cast<Worker*>(h->data)->DrainPosted(); }
+
+void Worker::DrainPosted() {
+  {
+    std::lock_guard lock(post_mu_);
+    run_tasks_.swap(posted_);
+    run_wakes_.swap(wakes_);
+  }
+  for (auto& link : run_wakes_)
+    if (link->conn_) SchedulePump(link->conn_);
+  run_wakes_.clear();
+  for (auto& fn : run_tasks_) fn();
+  run_tasks_.clear();
+}
+
+void Worker::SchedulePump(Connection* c) {
+  if (c->pump_scheduled_) return;
+  c->pump_scheduled_ = true;
+  pumps_.push_back(c);
+}
+
+void Worker::MarkDirty(Connection* c) {
+  if (c->dirty_) return;
+  c->dirty_ = true;
+  dirty_.push_back(c);
+}
+
+// Once per loop iteration, before the loop blocks: deliver what sessions queued, then write every
+// connection that has output — one write per connection per iteration (Valkey's beforeSleep).
+void Worker::OnPrepare(uv_prepare_t* h) {
+  auto* w = static_cast<Worker*>(h->data);
+  // A flush that drained a blocked connection schedules another pump; a few rounds, then let the
+  // loop poll sockets again (an async to ourselves keeps it from blocking with work pending).
+  for (int round = 0; round < 4; ++round) {
+    while (!w->pumps_.empty()) {
+      w->pumping_.swap(w->pumps_);
+      for (Connection* c : w->pumping_) {
+        if (!c) continue;
+        c->pump_scheduled_ = false;
+        c->client().Pump();
+        w->MarkDirty(c);
+      }
+      w->pumping_.clear();
+    }
+    w->flushing_.swap(w->dirty_);
+    for (Connection* c : w->flushing_) {
+      if (!c) continue;
+      c->dirty_ = false;
+      c->Flush();
+    }
+    w->flushing_.clear();
+    if (w->pumps_.empty() && w->dirty_.empty()) return;
+  }
+  uv_async_send(&w->async_);
+}
+
+void Worker::OnTick(uv_timer_t* h) {
+  auto* w = static_cast<Worker*>(h->data);
+  for (Connection* c = w->head_; c;) {
+    Connection* next = c->next_;
+    c->client().OnTick();
+    w->MarkDirty(c);
+    c = next;
+  }
+}
+
+void Worker::OnBrokerTick(uv_timer_t* h) {
+  auto* w = static_cast<Worker*>(h->data);
+  w->broker_.Tick(w->index_);
+}
+
+void Worker::OnConnection(uv_stream_t* server, int status) {
+  auto* w = static_cast<Worker*>(server->data);
+  if (status < 0 || w->shutting_down_) return;
+  auto* c = new Connection(*w);
+  if (uv_accept(server, reinterpret_cast<uv_stream_t*>(c->handle())) != 0) {
+    c->CloseNow();
+    return;
+  }
+  c->Start();
+}
+
+void Worker::Attach(Connection* c) {
+  c->next_ = head_;
+  if (head_) head_->prev_ = c;
+  head_ = c;
+  ++connection_count_;
+}
+
+void Worker::Detach(Connection* c) {
+  if (c->prev_) c->prev_->next_ = c->next_;
+  else head_ = c->next_;
+  if (c->next_) c->next_->prev_ = c->prev_;
+  c->prev_ = c->next_ = nullptr;
+  --connection_count_;
+  // Drop stale pointers from this iteration's work lists.
+  for (auto& p : pumps_) if (p == c) p = nullptr;
+  for (auto& d : dirty_) if (d == c) d = nullptr;
+  for (auto& p : pumping_) if (p == c) p = nullptr;
+  for (auto& d : flushing_) if (d == c) d = nullptr;
+  MaybeFinishShutdown();
+}
+
+void Worker::BeginShutdown() {
+  if (shutting_down_) return;
+  shutting_down_ = true;
+  for (auto& l : listeners_)
+    uv_close(reinterpret_cast<uv_handle_t*>(l.release()), [](uv_handle_t* x) { delete reinterpret_cast<uv_tcp_t*>(x); });
+  listeners_.clear();
+  for (Connection* c = head_; c; c = c->next_) {
+    c->client().OnShutdown();
+    MarkDirty(c);
+  }
+  // Clients that do not read their DISCONNECT are closed after a grace period.
+  uv_timer_start(&shutdown_timer_, [](uv_timer_t* t) {
+    auto* self = static_cast<Worker*>(t->data);
+    for (Connection* c = self->head_; c;) {
+      Connection* next = c->next_;
+      c->CloseNow();
+      c = next;
+    }
+  }, kShutdownGraceMs, 0);
+  MaybeFinishShutdown();
+}
+
+void Worker::MaybeFinishShutdown() {
+  if (!shutting_down_ || connection_count_ > 0) return;
+  uv_stop(&loop_);
+}
+
+}  // namespace parley::net

@@ -1,0 +1,91 @@
+// One event-loop thread. Owns its connections for their whole life; other threads reach it only by
+// posting work (Post / PostWake), which an MPSC queue + uv_async_t hands to the loop.
+#pragma once
+
+#include <uv.h>
+
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "broker/core/broker.h"
+
+namespace parley::net {
+
+class Connection;
+class Link;
+
+class Worker {
+ public:
+  Worker(broker::Broker& broker, int index);
+  ~Worker();
+  Worker(const Worker&) = delete;
+  Worker& operator=(const Worker&) = delete;
+
+  // Adopts a bound, listening socket (this worker's SO_REUSEPORT sibling). Before Start().
+  bool AddListenFd(int fd, std::string* error);
+  void Start();
+  // Any thread: stop accepting, send DISCONNECT 0x8B to v5 clients, close everything, end the loop.
+  void Shutdown();
+  void Join();
+
+  // Any thread. Runs `fn` on this worker's loop.
+  void Post(std::function<void()> fn);
+  // Any thread. Asks the loop to pump `link`'s session into its connection.
+  void PostWake(std::shared_ptr<Link> link);
+  bool OnLoopThread() const { return std::this_thread::get_id() == thread_id_.load(std::memory_order_acquire); }
+
+  // ---- loop thread only ----
+  uv_loop_t* loop() { return &loop_; }
+  broker::Broker& broker() { return broker_; }
+  int index() const { return index_; }
+  void MarkDirty(Connection* c);       // has output to flush this iteration
+  void SchedulePump(Connection* c);    // Client::Pump() before this iteration's flush
+  void Attach(Connection* c);
+  void Detach(Connection* c);
+  char* read_buffer() { return read_buffer_.get(); }
+  static constexpr size_t kReadBufferSize = 64 * 1024;
+  size_t connection_count() const { return connection_count_; }
+
+ private:
+  static void OnAsync(uv_async_t* h);
+  static void OnPrepare(uv_prepare_t* h);
+  static void OnTick(uv_timer_t* h);
+  static void OnBrokerTick(uv_timer_t* h);
+  static void OnConnection(uv_stream_t* server, int status);
+  void DrainPosted();
+  void BeginShutdown();
+  void MaybeFinishShutdown();
+
+  broker::Broker& broker_;
+  const int index_;
+  uv_loop_t loop_;
+  uv_async_t async_;
+  uv_prepare_t prepare_;
+  uv_timer_t tick_;
+  uv_timer_t broker_tick_;
+  uv_timer_t shutdown_timer_;
+  std::vector<std::unique_ptr<uv_tcp_t>> listeners_;
+  std::thread thread_;
+  std::atomic<std::thread::id> thread_id_{};
+
+  std::mutex post_mu_;
+  std::vector<std::function<void()>> posted_;   // guarded by post_mu_
+  std::vector<std::shared_ptr<Link>> wakes_;    // guarded by post_mu_
+  std::vector<std::function<void()>> run_tasks_;  // loop thread: swapped out of posted_
+  std::vector<std::shared_ptr<Link>> run_wakes_;  // loop thread
+
+  std::vector<Connection*> dirty_;
+  std::vector<Connection*> pumps_;
+  std::vector<Connection*> pumping_;   // scratch for OnPrepare
+  std::vector<Connection*> flushing_;  // scratch for OnPrepare
+  Connection* head_ = nullptr;  // intrusive list of live connections
+  size_t connection_count_ = 0;
+  std::unique_ptr<char[]> read_buffer_;
+  bool shutting_down_ = false;
+};
+
+}  // namespace parley::net
