@@ -182,9 +182,14 @@ size_t Broker::Route(const MessagePtr& msg, int worker) {
   size_t receivers = 0;
   for (Match& m : matches) {
     if (authorizer_) {
-      std::string_view user = m.session->username_ ? std::string_view(*m.session->username_) : std::string_view();
-      ClientIdentity who{m.session->client_id(),
-                         m.session->username_ ? std::optional<std::string_view>(user) : std::nullopt};
+      // username_ is guarded by the session lock: a reconnect (AttachSession) rewrites it on another
+      // thread. Copy it out rather than call the authorizer with the lock held.
+      std::optional<std::string> user;
+      {
+        std::lock_guard lock(m.session->mu_);
+        user = m.session->username_;
+      }
+      ClientIdentity who{m.session->client_id(), user ? std::optional<std::string_view>(*user) : std::nullopt};
       if (!authorizer_->Allowed(who, msg->topic, Access::kRead)) continue;
     }
     Delivery d;
@@ -211,7 +216,7 @@ void Broker::Deliver(const SessionPtr& s, Delivery d, int worker) {
   }
   Counters& c = counters_[worker];
   if (!r.queued) Counters::Add(c.dropped[static_cast<int>(r.cause)]);
-  if (r.dropped_other) Counters::Add(c.dropped[static_cast<int>(DropCause::kQueueFull)]);
+  if (r.dropped_other) Counters::Add(c.dropped[static_cast<int>(DropCause::kQueueFull)], r.dropped_other);
   if (link) link->Wake();
 }
 

@@ -170,7 +170,8 @@ void Client::HandleConnect(mqtt::Connect& c) {
     c.client_id = AssignClientId();
     assigned = true;
   }
-  if (c.client_id.size() > o.max_client_id_length)
+  // The limit is on ids clients choose; ours (31 bytes) must work with any allowed limit (23..65535).
+  if (!assigned && c.client_id.size() > o.max_client_id_length)
     return RejectConnect(rc::kClientIdentifierNotValid, rc311::kIdentifierRejected, "client id too long");
 
   if (c.will) {
@@ -292,6 +293,11 @@ void Client::OnKick(uint8_t reason) {
   if (version_ == Version::kV5 && state_ == State::kConnected) {
     mqtt::Disconnect d;
     d.reason_code = reason;
+    // Always with a reason string (allowed in DISCONNECT whatever Request Problem Information says):
+    // Paho Python 1.6 reads a DISCONNECT's reason code only when properties follow it.
+    d.props.reason_string = reason == rc::kServerShuttingDown ? "server shutting down"
+                            : reason == rc::kSessionTakenOver ? "session taken over"
+                                                              : "disconnected by the server";
     Send(d);
   }
   state_ = State::kClosing;

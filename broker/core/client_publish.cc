@@ -129,6 +129,7 @@ void Client::HandleAck(const mqtt::Ack& a) {
         if (session_->link_generation_ != generation_) return;
         Inflight* f = session_->FindInflightLocked(a.packet_id);
         if (!f || f->state != want) return;  // unknown or stale id: nothing to complete
+        if (f->resend) --session_->inflight_resend_;  // acked from before the resume: fine, done
         session_->EraseInflightLocked(a.packet_id);
       }
       Pump();  // the window has room again
@@ -143,6 +144,10 @@ void Client::HandleAck(const mqtt::Ack& a) {
         Inflight* f = session_->FindInflightLocked(a.packet_id);
         if (f && f->state == Inflight::State::kAwaitPubrec) {
           known = true;
+          if (f->resend) {  // received before the resume: no need to send it again
+            f->resend = false;
+            --session_->inflight_resend_;
+          }
           if (a.reason_code >= 0x80) {
             session_->EraseInflightLocked(a.packet_id);  // the receiver refused it: done
           } else {
@@ -221,13 +226,30 @@ void Client::Pump() {
   if (s.link_generation_ != generation_ || s.ended_) return;
   s.wake_pending_ = false;
   output_blocked_ = false;
+  // Messages held back on resume go first, in order, with DUP and their packet ids (MQTT 5 4.9).
+  size_t active = s.inflight_.size() - s.inflight_resend_;
+  for (size_t i = 0; s.inflight_resend_ && active < window && i < s.inflight_.size();) {
+    Inflight& f = s.inflight_[i];
+    if (!f.resend) {
+      ++i;
+      continue;
+    }
+    f.resend = false;
+    --s.inflight_resend_;
+    if (!WritePublish(f.delivery, f.packet_id, true)) {
+      s.inflight_.erase(s.inflight_.begin() + i);
+      continue;
+    }
+    ++active;
+    ++i;
+  }
   while (!s.queue_.empty()) {
     if (transport_.PendingOutBytes() > kOutHighWater) {
       output_blocked_ = true;  // the transport pumps again when the buffer drains
       return;
     }
     Delivery& d = s.queue_.front();
-    if (d.qos > 0 && s.inflight_.size() >= window) return;
+    if (d.qos > 0 && active >= window) return;
     Delivery next = std::move(d);
     s.queue_.pop_front();
     s.queued_bytes_ -= next.msg->Footprint();
@@ -243,22 +265,33 @@ void Client::Pump() {
       f.state = next.qos == 1 ? Inflight::State::kAwaitPuback : Inflight::State::kAwaitPubrec;
       f.delivery = std::move(next);
       s.inflight_.push_back(std::move(f));
+      ++active;
     }
   }
 }
 
 void Client::ResendInflight() {
   // MQTT-4.4.0-1: on session resume, resend unacknowledged PUBLISH (DUP set) and PUBREL, in order.
+  // PUBLISH only up to the new connection's window (MQTT 5 4.9); Pump() sends the rest as acks arrive.
+  const BrokerOptions& o = broker_.options();
+  const size_t window = std::min<size_t>(client_receive_max_, o.max_inflight ? o.max_inflight : 65535);
   std::lock_guard lock(session_->mu_);
   Session& s = *session_;
+  s.inflight_resend_ = 0;
+  size_t active = 0;
   for (size_t i = 0; i < s.inflight_.size();) {
     Inflight& f = s.inflight_[i];
+    f.resend = false;
     if (f.state == Inflight::State::kAwaitPubcomp) {
       SendAck(PacketType::kPubrel, f.packet_id, rc::kSuccess);
+    } else if (active >= window) {
+      f.resend = true;
+      ++s.inflight_resend_;
     } else if (!WritePublish(f.delivery, f.packet_id, true)) {
       s.inflight_.erase(s.inflight_.begin() + i);
       continue;
     }
+    if (!f.resend) ++active;
     ++i;
   }
 }

@@ -18,17 +18,32 @@ EnqueueResult Session::EnqueueLocked(Delivery d, uint32_t max_messages, uint64_t
   };
   if (over()) {
     // Policy (docs/architecture.md): QoS 0 goes first. A new QoS 0 message is dropped; a new QoS 1/2
-    // message evicts the oldest queued QoS 0 message, if there is one, and is dropped otherwise.
+    // message evicts the oldest queued QoS 0 messages, as many as it takes to make room (under the byte
+    // limit one may not be enough), and is dropped otherwise. Nothing is evicted unless that makes room:
+    // evicting without queueing would lose two messages instead of one.
     if (d.qos == 0) return r;
-    for (size_t i = 0; i < queue_.size(); ++i) {
-      if (queue_[i].qos == 0) {
-        queued_bytes_ -= queue_[i].msg->Footprint();
-        queue_.erase_at(i);
-        r.dropped_other = true;
-        break;
-      }
+    size_t victims = 0;
+    uint64_t freed = 0;
+    auto fits = [&] {
+      return !(max_messages && queue_.size() - victims >= max_messages) &&
+             !(max_bytes && queued_bytes_ - freed + bytes > max_bytes);
+    };
+    for (size_t i = 0; i < queue_.size() && !fits(); ++i) {
+      if (queue_[i].qos != 0) continue;
+      ++victims;
+      freed += queue_[i].msg->Footprint();
     }
-    if (over()) return r;
+    if (!fits()) return r;
+    for (size_t i = 0, left = victims; left > 0;) {
+      if (queue_[i].qos != 0) {
+        ++i;
+        continue;
+      }
+      queued_bytes_ -= queue_[i].msg->Footprint();
+      queue_.erase_at(i);
+      --left;
+    }
+    r.dropped_other = static_cast<uint32_t>(victims);
   }
   queued_bytes_ += bytes;
   queue_.push_back(std::move(d));

@@ -36,6 +36,9 @@ struct Inflight {
   enum class State : uint8_t { kAwaitPuback, kAwaitPubrec, kAwaitPubcomp };
   uint16_t packet_id = 0;
   State state = State::kAwaitPuback;
+  // Unacknowledged on an earlier connection and not yet sent again on this one: the client's Receive
+  // Maximum was reached on resume. Pump() resends it (DUP, same id) as acks make room.
+  bool resend = false;
   Delivery delivery;  // msg is kept until PUBACK / PUBCOMP (kAwaitPubcomp needs only the id)
 };
 
@@ -50,7 +53,7 @@ enum class DropCause : uint8_t { kQueueFull, kExpired, kTooLarge, kQoS0Offline, 
 struct EnqueueResult {
   bool queued = false;
   bool wake = false;    // caller should Wake() the link (outside the lock)
-  bool dropped_other = false;  // an older QoS 0 message was dropped to make room
+  uint32_t dropped_other = 0;  // older QoS 0 messages dropped to make room
   DropCause cause = DropCause::kQueueFull;
 };
 
@@ -75,6 +78,7 @@ class Session {
   RingQueue<Delivery> queue_;          // not yet sent (no packet id yet)
   uint64_t queued_bytes_ = 0;
   std::vector<Inflight> inflight_;     // sent, awaiting ack; in send order
+  size_t inflight_resend_ = 0;         // entries of inflight_ with `resend` set
   uint16_t next_packet_id_ = 1;
   std::unordered_set<uint16_t> incoming_qos2_;  // QoS 2 PUBLISH received, PUBREC sent, PUBREL not yet
   std::map<std::string, SubscriptionRecord, std::less<>> subscriptions_;  // by full filter incl. $share/

@@ -247,6 +247,9 @@ void TopicTree::Collect(std::string_view topic, std::string_view origin_client_i
       const Entry& e = g->members[(start + k) % size];
       if (e.session->online_.load(std::memory_order_relaxed)) {
         chosen = &e;
+        // Continue the rotation after the member chosen, not after the offline ones skipped: else the
+        // member behind an offline one would get its turn as well as its own.
+        if (k) g->next.fetch_add(k, std::memory_order_relaxed);
         break;
       }
     }

@@ -97,9 +97,18 @@ void Connection::Consume(const char* data, size_t n) {
 
 void Connection::Flush() {
   if (closing_) return;
-  if (!writing_.empty()) return;  // OnWrite flushes the rest
+  if (!writing_.empty()) {
+    // OnWrite flushes the rest. Meanwhile out_ keeps growing: the limit applies to both buffers, or a
+    // reader that stalls while a write is outstanding would never be cut.
+    if (PendingOutBytes() > worker_.broker().options().max_outbound_buffer) {
+      spdlog::info("closing {} ({}): not reading, {} bytes pending", client_->client_id(), peer_,
+                   PendingOutBytes());
+      CloseNow();
+    }
+    return;
+  }
   if (out_.empty()) {
-    if (close_after_flush_) CloseNow();
+    if (close_after_flush_) BeginLinger();
     return;
   }
   auto* stream = reinterpret_cast<uv_stream_t*>(&tcp_);
@@ -108,7 +117,7 @@ void Connection::Flush() {
   if (r == static_cast<int>(out_.size())) {
     out_.clear();
     if (out_.capacity() > 64 * 1024) out_.shrink_to_fit();
-    if (close_after_flush_) CloseNow();
+    if (close_after_flush_) BeginLinger();
     else if (client_->output_blocked()) worker_.SchedulePump(this);  // room again
     return;
   }
@@ -141,6 +150,39 @@ void Connection::OnWrite(uv_write_t* req, int status) {
   if (c->closing_) return;
   if (c->client_->output_blocked()) c->worker_.SchedulePump(c);  // the output drained
   if (!c->out_.empty() || c->close_after_flush_) c->worker_.MarkDirty(c);
+}
+
+namespace {
+constexpr auto kLinger = std::chrono::seconds(2);
+}  // namespace
+
+void Connection::BeginLinger() {
+  if (lingering_ || closing_) return;
+  lingering_ = true;
+  // The MQTT conversation is over (nothing more is read or handled): release the session and publish
+  // the will now. Waiting for the close would hold them for the whole linger when the peer is dead
+  // (keep alive timeout), which never closes its side. OnClose's later call is a no-op.
+  client_->OnClosed();
+  linger_until_ = std::chrono::steady_clock::now() + kLinger;
+  auto* req = new uv_shutdown_t;
+  req->data = this;
+  if (uv_shutdown(req, reinterpret_cast<uv_stream_t*>(&tcp_), [](uv_shutdown_t* r, int status) {
+        delete r;
+        // status < 0 also covers a handle closed meanwhile (UV_ECANCELED): nothing more to do.
+      }) != 0) {
+    delete req;
+    CloseNow();
+  }
+}
+
+void Connection::OnTick() {
+  if (closing_) return;
+  if (lingering_) {
+    if (std::chrono::steady_clock::now() >= linger_until_) CloseNow();
+    return;
+  }
+  client_->OnTick();
+  worker_.MarkDirty(this);
 }
 
 void Connection::CloseAfterFlush() {

@@ -47,6 +47,8 @@ class Connection final : public broker::Transport {
   std::string_view PeerAddress() const override { return peer_; }
 
   broker::Client& client() { return *client_; }
+  // Loop thread, about once a second: keep alive, CONNECT timeout, end of the close linger.
+  void OnTick();
   // Loop thread: writes what is buffered (called by the worker once per iteration).
   void Flush();
 
@@ -61,6 +63,10 @@ class Connection final : public broker::Transport {
   static void OnRead(uv_stream_t* s, ssize_t n, const uv_buf_t* buf);
   static void OnWrite(uv_write_t* req, int status);
   static void OnClose(uv_handle_t* h);
+  // After the last byte is written: half-close, then drain the peer's input until it closes or the
+  // linger time passes. A client still sending (e.g. PUBREL after our DISCONNECT) then reads our
+  // DISCONNECT instead of hitting a reset.
+  void BeginLinger();
   void Consume(const char* data, size_t n);
 
   Worker& worker_;
@@ -75,6 +81,8 @@ class Connection final : public broker::Transport {
   bool close_after_flush_ = false;
   bool closing_ = false;
   bool attached_ = false;
+  bool lingering_ = false;
+  SteadyTime linger_until_{};
 };
 
 }  // namespace parley::net

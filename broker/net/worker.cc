@@ -147,8 +147,7 @@ void Worker::OnTick(uv_timer_t* h) {
   auto* w = static_cast<Worker*>(h->data);
   for (Connection* c = w->head_; c;) {
     Connection* next = c->next_;
-    c->client().OnTick();
-    w->MarkDirty(c);
+    c->OnTick();
     c = next;
   }
 }

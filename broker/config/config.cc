@@ -1,0 +1,622 @@
+#include "broker/config/config.h"
+
+#include <arpa/inet.h>
+#include <toml++/toml.h>
+
+#include <algorithm>
+#include <array>
+#include <cerrno>
+#include <cstring>
+#include <exception>
+#include <filesystem>
+#include <fstream>
+#include <initializer_list>
+#include <iterator>
+#include <limits>
+#include <new>
+#include <utility>
+
+#include "broker/config/units.h"
+
+namespace parley::config {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr size_t kMaxReportedErrors = 20;
+// A config file is a few KiB. The cap keeps a mistaken path such as /dev/zero from eating memory.
+constexpr size_t kMaxFileBytes = 4 << 20;
+constexpr uint64_t kDay = 86'400'000;  // ms
+
+// ---------------------------------------------------------------------------------------------------
+// Error collection. Every problem in the file is reported, not just the first, sorted by line, one per
+// line of the Status message: "<file>:<line>: <dotted.key>: <what is wrong>".
+
+class Errors {
+ public:
+  explicit Errors(std::string file) : file_(std::move(file)) {}
+
+  void Add(uint32_t line, const std::string& key, const std::string& what) {
+    issues_.push_back({line == 0 ? 1 : line, key + ": " + what});
+  }
+  bool empty() const { return issues_.empty(); }
+
+  Status ToStatus() {
+    std::stable_sort(issues_.begin(), issues_.end(),
+                     [](const Issue& a, const Issue& b) { return a.line < b.line; });
+    std::string msg;
+    for (size_t i = 0; i < issues_.size() && i < kMaxReportedErrors; ++i) {
+      if (i > 0) msg += '\n';
+      msg += file_ + ":" + std::to_string(issues_[i].line) + ": " + issues_[i].text;
+    }
+    if (issues_.size() > kMaxReportedErrors) {
+      msg += "\n" + file_ + ": (" + std::to_string(issues_.size() - kMaxReportedErrors) + " more errors)";
+    }
+    return Status::Error(std::move(msg));
+  }
+
+ private:
+  struct Issue {
+    uint32_t line;
+    std::string text;
+  };
+  std::string file_;
+  std::vector<Issue> issues_;
+};
+
+// A key as it would be written in TOML: bare if it can be, quoted otherwise.
+std::string KeyText(std::string_view key) {
+  const bool bare = !key.empty() && std::all_of(key.begin(), key.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '-';
+  });
+  return bare ? std::string(key) : QuoteForMessage(key);
+}
+
+// "a string", "an integer", ...: for "must be X, not <TypeName>" messages.
+const char* TypeName(const toml::node& n) {
+  switch (n.type()) {
+    case toml::node_type::table:
+      return "a table";
+    case toml::node_type::array:
+      return "an array";
+    case toml::node_type::string:
+      return "a string";
+    case toml::node_type::integer:
+      return "an integer";
+    case toml::node_type::floating_point:
+      return "a floating-point number";
+    case toml::node_type::boolean:
+      return "a boolean";
+    case toml::node_type::date:
+      return "a date";
+    case toml::node_type::time:
+      return "a time";
+    case toml::node_type::date_time:
+      return "a date-time";
+    case toml::node_type::none:
+      break;
+  }
+  return "a value";
+}
+
+size_t EditDistance(std::string_view a, std::string_view b) {
+  std::vector<size_t> row(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    size_t diag = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      const size_t up = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diag + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      diag = up;
+    }
+  }
+  return row[b.size()];
+}
+
+// ---------------------------------------------------------------------------------------------------
+// TableReader reads the keys of one TOML table. Each read names the key it expects; Finish() reports
+// every key in the table that no read asked for, so typos are errors rather than silently ignored.
+
+class TableReader {
+ public:
+  TableReader(Errors& errors, const toml::table& table, std::string path)
+      : errors_(errors), table_(table), path_(std::move(path)) {}
+
+  std::string KeyPath(std::string_view key) const {
+    return path_.empty() ? KeyText(key) : path_ + "." + KeyText(key);
+  }
+  uint32_t line() const { return table_.source().begin.line; }
+
+  // The node under `key`, or null if absent. Marks `key` as a known key of this table.
+  const toml::node* Find(std::string_view key) {
+    known_.emplace_back(key);
+    return table_.get(key);
+  }
+
+  void Error(const toml::node& at, std::string_view key, const std::string& what) {
+    const uint32_t l = at.source().begin.line;
+    errors_.Add(l != 0 ? l : line(), KeyPath(key), what);
+  }
+  // For something required that is absent: reported at the table's own line.
+  void Missing(std::string_view key, const std::string& what) { errors_.Add(line(), KeyPath(key), what); }
+
+  // A sub-table such as [limits]. Null (and an error if present but not a table) otherwise.
+  const toml::table* Table(std::string_view key) {
+    const toml::node* n = Find(key);
+    if (n == nullptr) return nullptr;
+    if (const toml::table* t = n->as_table()) return t;
+    Error(*n, key, std::string("must be a table ([") + std::string(key) + "]), not " + TypeName(*n));
+    return nullptr;
+  }
+
+  // Integers in [lo, hi]. `range` replaces the default "must be between lo and hi" wording.
+  template <typename T>
+  void Integer(std::string_view key, int64_t lo, int64_t hi, T* out, std::string_view range = {}) {
+    const toml::node* n = Find(key);
+    if (n == nullptr) return;
+    const auto* v = n->as_integer();
+    if (v == nullptr) {
+      Error(*n, key, std::string("must be an integer, not ") + TypeName(*n));
+      return;
+    }
+    const int64_t x = v->get();
+    if (x < lo || x > hi) {
+      std::string what = range.empty()
+                             ? "must be between " + std::to_string(lo) + " and " + std::to_string(hi)
+                             : std::string(range);
+      Error(*n, key, what + " (got " + std::to_string(x) + ")");
+      return;
+    }
+    *out = static_cast<T>(x);
+  }
+
+  void Bool(std::string_view key, bool* out) {
+    const toml::node* n = Find(key);
+    if (n == nullptr) return;
+    if (const auto* v = n->as_boolean()) {
+      *out = v->get();
+    } else {
+      Error(*n, key, std::string("must be true or false, not ") + TypeName(*n));
+    }
+  }
+
+  // Returns the string node (for callers that validate further), or null if absent or not a string.
+  const toml::node* String(std::string_view key, std::string* out) {
+    const toml::node* n = Find(key);
+    if (n == nullptr) return nullptr;
+    if (const auto* v = n->as_string()) {
+      *out = v->get();
+      return n;
+    }
+    Error(*n, key, std::string("must be a string, not ") + TypeName(*n));
+    return nullptr;
+  }
+
+  void OneOf(std::string_view key, std::initializer_list<std::string_view> allowed, std::string* out,
+             std::string_view note = {}) {
+    std::string s;
+    const toml::node* n = String(key, &s);
+    if (n == nullptr) return;
+    if (std::find(allowed.begin(), allowed.end(), s) != allowed.end()) {
+      *out = std::move(s);
+      return;
+    }
+    std::string what = "must be one of";
+    for (std::string_view a : allowed)
+      what += std::string(a == *allowed.begin() ? " " : ", ") + "\"" + std::string(a) + "\"";
+    what += " (got " + QuoteForMessage(s) + ")";
+    if (!note.empty()) what += "; " + std::string(note);
+    Error(*n, key, what);
+  }
+
+  // Bytes: an integer, or a string with a unit ("64KiB"). In [lo, hi].
+  template <typename T>
+  void Size(std::string_view key, uint64_t lo, uint64_t hi, T* out) {
+    const toml::node* n = Find(key);
+    if (n == nullptr) return;
+    uint64_t bytes = 0;
+    if (const auto* i = n->as_integer()) {
+      if (i->get() < 0) {
+        Error(*n, key, "must not be negative (got " + std::to_string(i->get()) + ")");
+        return;
+      }
+      bytes = static_cast<uint64_t>(i->get());
+    } else if (const auto* s = n->as_string()) {
+      Result<uint64_t> r = ParseSizeBytes(s->get());
+      if (!r.ok()) {
+        Error(*n, key, r.status().message());
+        return;
+      }
+      bytes = r.value();
+    } else {
+      Error(*n, key,
+            std::string("must be a size: an integer (bytes) or a string such as \"64KiB\", not ") +
+                TypeName(*n));
+      return;
+    }
+    if (bytes < lo || bytes > hi) {
+      Error(*n, key,
+            "must be between " + std::to_string(lo) + " and " + std::to_string(hi) + " bytes (got " +
+                std::to_string(bytes) + ")");
+      return;
+    }
+    *out = static_cast<T>(bytes);
+  }
+
+  // A duration string ("10s") in [lo_ms, hi_ms]. With `whole_seconds`, sub-second parts are an error.
+  // With `allow_none`, the string "none" yields std::nullopt in *out. Returns false when absent or bad.
+  bool Duration(std::string_view key, uint64_t lo_ms, uint64_t hi_ms, bool whole_seconds, bool allow_none,
+                std::optional<uint64_t>* out) {
+    const toml::node* n = Find(key);
+    if (n == nullptr) return false;
+    const std::string none_hint = allow_none ? ", or \"none\"" : "";
+    const auto* s = n->as_string();
+    if (s == nullptr) {
+      Error(*n, key,
+            std::string("durations must be strings with a unit, e.g. \"60s\" (units: ms, s, m, h, d)") +
+                none_hint + "; got " + TypeName(*n));
+      return false;
+    }
+    if (allow_none && s->get() == "none") {
+      *out = std::nullopt;
+      return true;
+    }
+    Result<uint64_t> r = ParseDurationMs(s->get());
+    if (!r.ok()) {
+      Error(*n, key, r.status().message() + (allow_none ? "; or \"none\"" : ""));
+      return false;
+    }
+    const uint64_t ms = r.value();
+    if (whole_seconds && ms % 1000 != 0) {
+      Error(*n, key, "must be a whole number of seconds (got " + QuoteForMessage(s->get()) + ")");
+      return false;
+    }
+    if (ms < lo_ms || ms > hi_ms) {
+      Error(*n, key,
+            "must be between " + FormatDurationMs(lo_ms) + " and " + FormatDurationMs(hi_ms) + none_hint +
+                " (got " + QuoteForMessage(s->get()) + ")");
+      return false;
+    }
+    *out = ms;
+    return true;
+  }
+
+  // Reports keys that no read asked for, with a suggestion when one known key is close.
+  void Finish() {
+    for (auto&& [key, node] : table_) {
+      const std::string_view k = key.str();
+      if (std::find(known_.begin(), known_.end(), k) != known_.end()) continue;
+      std::string what = "unknown key";
+      std::string_view best;
+      size_t best_distance = std::numeric_limits<size_t>::max();
+      for (const std::string& candidate : known_) {
+        const size_t d = EditDistance(k, candidate);
+        if (d < best_distance) {
+          best_distance = d;
+          best = candidate;
+        }
+      }
+      if (!path_.empty() && (k == "workers" || k == "data_dir")) {
+        what += " (top-level keys such as " + std::string(k) +
+                " must come before the first [table] or [[listener]] header)";
+      } else if (!best.empty() && best_distance <= std::max<size_t>(2, best.size() / 4)) {
+        what += " (did you mean " + std::string(best) + "?)";
+      }
+      const uint32_t l = key.source().begin.line != 0 ? key.source().begin.line : node.source().begin.line;
+      errors_.Add(l != 0 ? l : line(), KeyPath(k), what);
+    }
+  }
+
+ private:
+  Errors& errors_;
+  const toml::table& table_;
+  std::string path_;
+  std::vector<std::string> known_;
+};
+
+// ---------------------------------------------------------------------------------------------------
+// Sections.
+
+struct ParsedAddress {
+  int family = 0;
+  std::array<unsigned char, 16> bytes{};
+  bool IsWildcard() const {
+    return std::all_of(bytes.begin(), bytes.end(), [](unsigned char b) { return b == 0; });
+  }
+  bool operator==(const ParsedAddress&) const = default;
+};
+
+bool ParseAddress(const std::string& text, ParsedAddress* out) {
+  if (inet_pton(AF_INET, text.c_str(), out->bytes.data()) == 1) {
+    out->family = AF_INET;
+    return true;
+  }
+  out->bytes.fill(0);
+  if (inet_pton(AF_INET6, text.c_str(), out->bytes.data()) == 1) {
+    out->family = AF_INET6;
+    return true;
+  }
+  return false;
+}
+
+bool IsValidListenerName(std::string_view name) {
+  return !name.empty() && name.size() <= 64 && std::all_of(name.begin(), name.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+           c == '-' || c == '.';
+  });
+}
+
+struct SeenListener {
+  std::string name;
+  ParsedAddress address;
+  bool address_ok = false;
+  uint16_t port = 0;
+};
+
+void ReadListener(Errors& errors, const toml::table& t, size_t index, std::vector<SeenListener>* seen,
+                  Config* config) {
+  const std::string path = "listener[" + std::to_string(index) + "]";
+  TableReader r(errors, t, path);
+  Listener l;
+  SeenListener me;
+
+  if (const toml::node* n = r.String("name", &l.name)) {
+    if (!IsValidListenerName(l.name)) {
+      r.Error(*n, "name",
+              "must be 1 to 64 characters from A-Z a-z 0-9 _ - . (got " + QuoteForMessage(l.name) + ")");
+    } else {
+      for (size_t i = 0; i < seen->size(); ++i) {
+        if ((*seen)[i].name == l.name) {
+          r.Error(*n, "name",
+                  QuoteForMessage(l.name) + " is already used by listener[" + std::to_string(i) + "]");
+        }
+      }
+    }
+  } else if (!t.contains("name")) {
+    r.Missing("name", "required: every [[listener]] needs a unique name (used in logs and metrics)");
+  }
+
+  if (const toml::node* n = r.String("bind", &l.bind)) {
+    if (!ParseAddress(l.bind, &me.address)) {
+      r.Error(*n, "bind",
+              "must be an IPv4 or IPv6 address literal such as \"127.0.0.1\", \"::1\", \"0.0.0.0\" or \"::\" "
+              "(got " +
+                  QuoteForMessage(l.bind) + "; host names are not resolved)");
+    } else {
+      me.address_ok = true;
+    }
+  } else {
+    me.address_ok = ParseAddress(l.bind, &me.address);
+  }
+
+  r.Integer("port", 0, 65535, &l.port);
+  r.OneOf("protocol", {"mqtt"}, &l.protocol, "mqtts, ws and wss are not supported yet");
+  r.Integer("backlog", 1, 65535, &l.backlog);
+  r.Integer("max_connections", 0, std::numeric_limits<uint32_t>::max(), &l.max_connections,
+            "must be between 0 (unlimited) and 4294967295");
+  r.Finish();
+
+  // Two listeners on the same port and overlapping addresses cannot both bind. Port 0 picks a free port.
+  me.name = l.name;
+  me.port = l.port;
+  if (me.address_ok && me.port != 0) {
+    for (const SeenListener& other : *seen) {
+      if (!other.address_ok || other.port != me.port || other.address.family != me.address.family) continue;
+      if (other.address == me.address || other.address.IsWildcard() || me.address.IsWildcard()) {
+        const toml::node* port = t.get("port");
+        const std::string what = "port " + std::to_string(me.port) + " on " + QuoteForMessage(l.bind) +
+                                 " overlaps listener " + QuoteForMessage(other.name);
+        if (port != nullptr) {
+          r.Error(*port, "port", what);
+        } else {
+          r.Missing("port", what);
+        }
+        break;
+      }
+    }
+  }
+  seen->push_back(std::move(me));
+  config->listeners.push_back(std::move(l));
+}
+
+void ReadListeners(Errors& errors, TableReader& root, Config* config) {
+  static const std::string kNeedOne =
+      "at least one [[listener]] is required, e.g. [[listener]] name = \"mqtt\" bind = \"127.0.0.1\" port = "
+      "1883";
+  const toml::node* n = root.Find("listener");
+  if (n == nullptr) {
+    root.Missing("listener", kNeedOne);
+    return;
+  }
+  const toml::array* arr = n->as_array();
+  if (arr == nullptr) {
+    root.Error(*n, "listener",
+               n->is_table() ? "must be an array of tables: write [[listener]] with double brackets"
+                             : std::string("must be an array of tables ([[listener]]), not ") + TypeName(*n));
+    return;
+  }
+  if (arr->empty()) {
+    root.Error(*n, "listener", kNeedOne);
+    return;
+  }
+  std::vector<SeenListener> seen;
+  for (size_t i = 0; i < arr->size(); ++i) {
+    const toml::node& element = *arr->get(i);
+    if (const toml::table* t = element.as_table()) {
+      ReadListener(errors, *t, i, &seen, config);
+    } else {
+      const uint32_t l = element.source().begin.line;
+      errors.Add(l != 0 ? l : n->source().begin.line, "listener[" + std::to_string(i) + "]",
+                 std::string("must be a table, not ") + TypeName(element));
+    }
+  }
+}
+
+void ReadLimits(Errors& errors, const toml::table& t, Limits* limits) {
+  TableReader r(errors, t, "limits");
+  constexpr int64_t kU16 = 65535;
+  constexpr int64_t kU32 = std::numeric_limits<uint32_t>::max();
+  constexpr uint64_t kU64 = std::numeric_limits<uint64_t>::max();
+
+  r.Size("max_packet_size", 16, 268'435'460, &limits->max_packet_size);
+  r.Integer("receive_maximum", 1, kU16, &limits->receive_maximum);
+  r.Integer("max_inflight", 1, kU16, &limits->max_inflight);
+  r.Integer("max_queued_messages", 1, kU32, &limits->max_queued_messages);
+  r.Size("max_queued_bytes", 1, kU64, &limits->max_queued_bytes);
+  r.Integer("topic_alias_maximum", 0, kU16, &limits->topic_alias_maximum);
+
+  std::optional<uint64_t> ms;
+  if (r.Duration("max_keep_alive", 1000, kU16 * 1000, /*whole_seconds=*/true, /*allow_none=*/true, &ms)) {
+    limits->max_keep_alive = ms ? static_cast<uint16_t>(*ms / 1000) : 0;
+  }
+  if (r.Duration("max_session_expiry", 0, kU32 * 1000, true, true, &ms)) {
+    limits->max_session_expiry =
+        ms ? std::optional<uint32_t>(static_cast<uint32_t>(*ms / 1000)) : std::optional<uint32_t>();
+  }
+
+  r.Integer("max_qos", 0, 2, &limits->max_qos, "must be 0, 1 or 2");
+  r.Bool("retain_available", &limits->retain_available);
+  r.Bool("wildcard_subscriptions", &limits->wildcard_subscriptions);
+  r.Bool("subscription_identifiers", &limits->subscription_identifiers);
+  r.Bool("shared_subscriptions", &limits->shared_subscriptions);
+  r.Integer("max_client_id_length", 23, kU16, &limits->max_client_id_length,
+            "must be between 23 (MQTT requires servers to accept 23) and 65535");
+  r.Integer("max_topic_length", 1, kU16, &limits->max_topic_length);
+  r.Integer("max_topic_levels", 1, kU16, &limits->max_topic_levels);
+  r.Integer("max_subscriptions_per_client", 0, kU32, &limits->max_subscriptions_per_client,
+            "must be between 0 (unlimited) and 4294967295");
+  if (r.Duration("connect_timeout", 1, kDay, false, false, &ms)) {
+    limits->connect_timeout = Milliseconds(static_cast<int64_t>(*ms));
+  }
+  r.Size("max_outbound_buffer", 1, kU64, &limits->max_outbound_buffer);
+  r.Integer("max_retained_messages", 0, kU32, &limits->max_retained_messages,
+            "must be between 0 (unlimited) and 4294967295");
+  r.Finish();
+}
+
+void ReadAuth(Errors& errors, const toml::table& t, Auth* auth) {
+  TableReader r(errors, t, "auth");
+  r.Bool("allow_anonymous", &auth->allow_anonymous);
+  r.String("password_file", &auth->password_file);
+  r.String("acl_file", &auth->acl_file);
+  r.Finish();
+}
+
+void ReadSys(Errors& errors, const toml::table& t, Sys* sys) {
+  TableReader r(errors, t, "sys");
+  r.Bool("enabled", &sys->enabled);
+  std::optional<uint64_t> ms;
+  if (r.Duration("interval", 1000, kDay, /*whole_seconds=*/true, /*allow_none=*/false, &ms)) {
+    sys->interval = Seconds(static_cast<int64_t>(*ms / 1000));
+  }
+  r.Finish();
+}
+
+void ReadLog(Errors& errors, const toml::table& t, Log* log) {
+  TableReader r(errors, t, "log");
+  r.OneOf("level", {"trace", "debug", "info", "warn", "error", "critical", "off"}, &log->level);
+  r.OneOf("format", {"text", "json"}, &log->format);
+  r.Finish();
+}
+
+// Relative paths in the file are relative to the file's directory, so a config works wherever the
+// daemon is started from. Empty means "not set" and stays empty.
+void ResolvePath(const fs::path& base, std::string* p) {
+  if (p->empty() || base.empty()) return;
+  const fs::path path(*p);
+  if (path.is_absolute()) return;
+  *p = (base / path).lexically_normal().string();
+}
+
+Result<Config> Parse(std::string_view text, const std::string& name, const fs::path& base_dir) {
+  toml::table doc;
+  try {
+    doc = toml::parse(text, std::string_view(name));
+  } catch (const toml::parse_error& e) {
+    const toml::source_position& at = e.source().begin;
+    return Status::Error(name + ":" + std::to_string(at.line == 0 ? 1 : at.line) + ":" +
+                         std::to_string(at.column) + ": TOML syntax error: " + std::string(e.description()));
+  }
+
+  Errors errors(name);
+  Config config;
+  TableReader root(errors, doc, "");
+  root.Integer("workers", 0, 1024, &config.workers, "must be between 0 (one per core) and 1024");
+  if (const toml::node* n = root.String("data_dir", &config.data_dir)) {
+    if (config.data_dir.empty()) root.Error(*n, "data_dir", "must not be empty");
+  }
+  if (const toml::table* t = root.Table("log")) ReadLog(errors, *t, &config.log);
+  ReadListeners(errors, root, &config);
+  if (const toml::table* t = root.Table("limits")) ReadLimits(errors, *t, &config.limits);
+  if (const toml::table* t = root.Table("auth")) ReadAuth(errors, *t, &config.auth);
+  if (const toml::table* t = root.Table("sys")) ReadSys(errors, *t, &config.sys);
+  root.Finish();
+  if (!errors.empty()) return errors.ToStatus();
+
+  ResolvePath(base_dir, &config.data_dir);
+  ResolvePath(base_dir, &config.auth.password_file);
+  ResolvePath(base_dir, &config.auth.acl_file);
+  config.source_path = name;
+  return config;
+}
+
+// toml++ is built with exceptions; anything it (or an allocation) throws stops here.
+template <typename F>
+Result<Config> Guard(const std::string& name, F&& f) {
+  try {
+    return f();
+  } catch (const std::bad_alloc&) {
+    return Status::Error(name + ": out of memory while reading the configuration");
+  } catch (const std::exception& e) {
+    return Status::Error(name + ": " + e.what());
+  } catch (...) {
+    return Status::Error(name + ": unknown error while reading the configuration");
+  }
+}
+
+}  // namespace
+
+Config DefaultConfig() {
+  Config config;
+  Listener l;
+  l.name = "mqtt";
+  l.bind = "127.0.0.1";
+  l.port = 1883;
+  config.listeners.push_back(std::move(l));
+  return config;
+}
+
+Result<Config> LoadConfigFile(const std::string& path) {
+  return Guard(path, [&]() -> Result<Config> {
+    std::error_code ec;
+    if (fs::is_directory(path, ec)) return Status::Error(path + ": is a directory, not a config file");
+    std::ifstream in(path, std::ios::binary);
+    if (!in) return Status::Error(path + ": cannot open: " + std::strerror(errno));
+    std::string text;
+    char buf[64 * 1024];
+    while (in.read(buf, sizeof(buf)) || in.gcount() > 0) {
+      text.append(buf, static_cast<size_t>(in.gcount()));
+      if (text.size() > kMaxFileBytes) {
+        return Status::Error(path + ": larger than " + std::to_string(kMaxFileBytes >> 20) +
+                             " MiB; not a config file?");
+      }
+    }
+    if (in.bad()) return Status::Error(path + ": cannot read: " + std::strerror(errno));
+
+    fs::path absolute = fs::absolute(path, ec);
+    if (ec) absolute = path;
+    absolute = absolute.lexically_normal();
+    Result<Config> config = Parse(text, path, absolute.parent_path());
+    if (config.ok()) config->source_path = absolute.string();
+    return config;
+  });
+}
+
+Result<Config> ParseConfig(std::string_view toml_text, const std::string& source_name) {
+  return Guard(source_name, [&]() -> Result<Config> {
+    return Parse(toml_text, source_name, fs::path(source_name).parent_path());
+  });
+}
+
+}  // namespace parley::config
