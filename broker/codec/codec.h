@@ -42,11 +42,17 @@ struct DecodeOptions {
 // Decodes one packet from the front of `in`. Incremental: returns kNeedMore, consuming nothing, until a
 // whole packet is present. Validates everything that needs no session state: reserved bits and flags,
 // remaining length, UTF-8 rules (MQTT 1.5.4), property identifiers allowed for the packet type and
-// duplicates, topic name / filter syntax, QoS values, packet id != 0 where required, non-empty SUBSCRIBE.
+// duplicates, property values, reason codes, topic name syntax, QoS values, packet id != 0 where required,
+// non-empty SUBSCRIBE / UNSUBSCRIBE. A PUBLISH topic alias of 0 fails with kTopicAliasInvalid (0x94).
+// Topic *filters* in SUBSCRIBE and UNSUBSCRIBE are checked only as UTF-8 strings, not as filters: a bad
+// filter fails its own entry (SUBACK 0x8F / 3.1.1 0x80), not the packet, so broker/core must call
+// IsValidTopicFilter (and check shared-subscription syntax) on each one.
+// On kError, `consumed` is 0 and `*out` holds an unspecified partial packet.
 DecodeResult Decode(std::span<const uint8_t> in, const DecodeOptions& opts, Packet* out);
 
 // Appends the encoding of `p` for protocol `v` to `out`. Properties are written only for v5.
-// Returns the number of bytes appended.
+// Returns the number of bytes appended, or 0 (appending nothing) when `p` cannot be encoded: a string
+// longer than 65535 bytes, AUTH on 3.1.1, an Ack whose type is not an ack, an out-of-range value.
 size_t Encode(const Packet& p, Version v, std::string* out);
 
 // Outgoing PUBLISH built from views, so one stored message can be written per receiver without copies.

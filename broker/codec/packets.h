@@ -16,7 +16,7 @@ namespace parley::mqtt {
 using UserProperty = std::pair<std::string, std::string>;
 
 // Every MQTT 5 property. A field is set only when the property was present on the wire (or is to be
-// written). Which properties a packet may carry is checked by the decoder (a stray one is a protocol error).
+// written). Which properties a packet may carry is checked by the decoder (a stray one is malformed, 2.2.2.2).
 struct Properties {
   std::optional<uint8_t> payload_format_indicator;
   std::optional<uint32_t> message_expiry_interval;

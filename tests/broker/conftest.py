@@ -114,3 +114,8 @@ def make_broker():
 def broker(make_broker):
     """A broker with the default configuration (anonymous access)."""
     return make_broker()
+
+
+# The `clients` factory fixture (connected Paho clients and raw sockets, closed at teardown) lives in
+# helpers.py; registering it here makes it available to every test file without an import.
+from helpers import clients  # noqa: E402,F401
