@@ -241,6 +241,14 @@ void Client::HandleConnect(mqtt::Connect& c) {
     p.shared_subscription_available = o.shared_subscriptions ? 1 : 0;
     if (keep_alive_changed) p.server_keep_alive = keep_alive_;
     if (expiry_capped) p.session_expiry_interval = expiry;
+    // MQTT-3.1.2-24: nothing we send may exceed the client's Maximum Packet Size. Capabilities at their
+    // default value (1 = available) may go unsaid, so drop those first.
+    if (client_max_packet_ && mqtt::EncodedSize(ack, version_) > client_max_packet_) {
+      if (p.retain_available == 1) p.retain_available.reset();
+      if (p.wildcard_subscription_available == 1) p.wildcard_subscription_available.reset();
+      if (p.subscription_identifier_available == 1) p.subscription_identifier_available.reset();
+      if (p.shared_subscription_available == 1) p.shared_subscription_available.reset();
+    }
   }
   Send(ack);
   state_ = State::kConnected;

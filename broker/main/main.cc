@@ -124,7 +124,7 @@ int main(int argc, char** argv) {
 
   parley::net::Server server(broker, nworkers);
   std::vector<parley::net::ListenSpec> specs;
-  for (const auto& l : cfg.listeners) specs.push_back({l.name, l.bind, l.port, l.backlog});
+  for (const auto& l : cfg.listeners) specs.push_back({l.name, l.bind, l.port, l.backlog, l.max_connections});
   if (auto st = server.Listen(specs); !st.ok()) return Fail(st.message());
   server.Start();
   for (size_t i = 0; i < specs.size(); ++i)

@@ -4,6 +4,7 @@
 
 #include <cstring>
 
+#include "broker/net/server.h"
 #include "broker/net/worker.h"
 
 namespace parley::net {
@@ -201,6 +202,7 @@ void Connection::OnClose(uv_handle_t* h) {
   auto* c = static_cast<Connection*>(h->data);
   c->link_->conn_ = nullptr;
   c->client_->OnClosed();
+  if (c->listener_) c->listener_->active.fetch_sub(1, std::memory_order_relaxed);
   if (c->attached_) c->worker_.Detach(c);
   delete c;
 }

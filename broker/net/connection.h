@@ -15,6 +15,7 @@ namespace parley::net {
 
 class Worker;
 class Connection;
+struct ListenerShared;
 
 // The SessionLink for a connection. Shared by the session (any thread) and the connection (its loop).
 // conn_ is touched only on the owning loop thread and cleared when the connection closes.
@@ -47,6 +48,8 @@ class Connection final : public broker::Transport {
   std::string_view PeerAddress() const override { return peer_; }
 
   broker::Client& client() { return *client_; }
+  // The listener whose connection count this connection holds (released on close); null if uncounted.
+  void set_listener(ListenerShared* l) { listener_ = l; }
   // Loop thread, about once a second: keep alive, CONNECT timeout, end of the close linger.
   void OnTick();
   // Loop thread: writes what is buffered (called by the worker once per iteration).
@@ -81,6 +84,7 @@ class Connection final : public broker::Transport {
   bool close_after_flush_ = false;
   bool closing_ = false;
   bool attached_ = false;
+  ListenerShared* listener_ = nullptr;
   bool lingering_ = false;
   SteadyTime linger_until_{};
 };

@@ -85,6 +85,10 @@ Status Server::Listen(const std::vector<ListenSpec>& specs) {
     const std::string where = "listener " + spec.name + " (" + spec.bind + ":" + std::to_string(spec.port) + ")";
     if (spec.port != 0 && !PortFree(ss, len, &err)) return Status::Error(where + ": " + err);
     uint16_t port = spec.port;
+    listeners_.push_back(std::make_unique<ListenerShared>());
+    ListenerShared* shared = listeners_.back().get();
+    shared->name = spec.name;
+    shared->max_connections = spec.max_connections;
     for (auto& w : workers_) {
       int fd = OpenListenSocket(ss, len, spec.backlog, &err);
       if (fd < 0) return Status::Error(where + ": " + err);
@@ -98,7 +102,7 @@ Status Server::Listen(const std::vector<ListenSpec>& specs) {
         if (ss.ss_family == AF_INET) reinterpret_cast<sockaddr_in*>(&ss)->sin_port = htons(port);
         else reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port = htons(port);
       }
-      if (!w->AddListenFd(fd, &err)) return Status::Error(where + ": " + err);
+      if (!w->AddListenFd(fd, shared, &err)) return Status::Error(where + ": " + err);
     }
     bound_ports_.push_back(port);
   }

@@ -1,6 +1,7 @@
 // The network side of parleyd: N worker loops and the listeners they share.
 #pragma once
 
+#include <atomic>
 #include <memory>
 #include <string>
 #include <vector>
@@ -17,6 +18,14 @@ struct ListenSpec {
   std::string bind = "127.0.0.1";
   uint16_t port = 1883;
   int backlog = 1024;
+  uint32_t max_connections = 0;  // 0 = unlimited
+};
+
+// What every worker's socket of one listener shares: the connection count across all workers.
+struct ListenerShared {
+  std::string name;
+  uint32_t max_connections = 0;
+  std::atomic<uint32_t> active{0};
 };
 
 class Server {
@@ -36,6 +45,7 @@ class Server {
   broker::Broker& broker_;
   std::vector<std::unique_ptr<Worker>> workers_;
   std::vector<uint16_t> bound_ports_;
+  std::vector<std::unique_ptr<ListenerShared>> listeners_;
   bool started_ = false;
   bool stopped_ = false;
 };

@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include "broker/net/connection.h"
+#include "broker/net/server.h"
 
 namespace parley::net {
 
@@ -33,15 +34,17 @@ Worker::~Worker() {
   uv_loop_close(&loop_);
 }
 
-bool Worker::AddListenFd(int fd, std::string* error) {
-  auto h = std::make_unique<uv_tcp_t>();
-  uv_tcp_init(&loop_, h.get());
-  h->data = this;
-  int r = uv_tcp_open(h.get(), fd);
-  if (r == 0) r = uv_listen(reinterpret_cast<uv_stream_t*>(h.get()), SOMAXCONN, &Worker::OnConnection);
+bool Worker::AddListenFd(int fd, ListenerShared* shared, std::string* error) {
+  auto h = std::make_unique<Listener>();
+  h->worker = this;
+  h->shared = shared;
+  uv_tcp_init(&loop_, &h->tcp);
+  h->tcp.data = h.get();
+  int r = uv_tcp_open(&h->tcp, fd);
+  if (r == 0) r = uv_listen(reinterpret_cast<uv_stream_t*>(&h->tcp), SOMAXCONN, &Worker::OnConnection);
   if (r != 0) {
     *error = uv_strerror(r);
-    uv_close(reinterpret_cast<uv_handle_t*>(h.release()), [](uv_handle_t* x) { delete reinterpret_cast<uv_tcp_t*>(x); });
+    uv_close(reinterpret_cast<uv_handle_t*>(&h.release()->tcp), [](uv_handle_t* x) { delete static_cast<Listener*>(x->data); });
     return false;
   }
   listeners_.push_back(std::move(h));
@@ -158,13 +161,26 @@ void Worker::OnBrokerTick(uv_timer_t* h) {
 }
 
 void Worker::OnConnection(uv_stream_t* server, int status) {
-  auto* w = static_cast<Worker*>(server->data);
+  auto* l = static_cast<Listener*>(server->data);
+  Worker* w = l->worker;
   if (status < 0 || w->shutting_down_) return;
   auto* c = new Connection(*w);
   if (uv_accept(server, reinterpret_cast<uv_stream_t*>(c->handle())) != 0) {
     c->CloseNow();
     return;
   }
+  // Over the listener's limit: accepted only to be closed at once (before CONNECT there is no
+  // protocol version to answer in). Counted across workers.
+  ListenerShared* shared = l->shared;
+  if (shared->max_connections &&
+      shared->active.fetch_add(1, std::memory_order_relaxed) >= shared->max_connections) {
+    shared->active.fetch_sub(1, std::memory_order_relaxed);
+    spdlog::warn("listener {}: connection limit {} reached; refusing a connection", shared->name,
+                 shared->max_connections);
+    c->CloseNow();
+    return;
+  }
+  if (shared->max_connections) c->set_listener(shared);
   c->Start();
 }
 
@@ -193,7 +209,7 @@ void Worker::BeginShutdown() {
   if (shutting_down_) return;
   shutting_down_ = true;
   for (auto& l : listeners_)
-    uv_close(reinterpret_cast<uv_handle_t*>(l.release()), [](uv_handle_t* x) { delete reinterpret_cast<uv_tcp_t*>(x); });
+    uv_close(reinterpret_cast<uv_handle_t*>(&l.release()->tcp), [](uv_handle_t* x) { delete static_cast<Listener*>(x->data); });
   listeners_.clear();
   for (Connection* c = head_; c; c = c->next_) {
     c->client().OnShutdown();

@@ -17,6 +17,7 @@ namespace parley::net {
 
 class Connection;
 class Link;
+struct ListenerShared;
 
 class Worker {
  public:
@@ -26,7 +27,8 @@ class Worker {
   Worker& operator=(const Worker&) = delete;
 
   // Adopts a bound, listening socket (this worker's SO_REUSEPORT sibling). Before Start().
-  bool AddListenFd(int fd, std::string* error);
+  // `shared` (owned by the Server) outlives the worker.
+  bool AddListenFd(int fd, ListenerShared* shared, std::string* error);
   void Start();
   // Any thread: stop accepting, send DISCONNECT 0x8B to v5 clients, close everything, end the loop.
   void Shutdown();
@@ -68,7 +70,12 @@ class Worker {
   uv_timer_t tick_;
   uv_timer_t broker_tick_;
   uv_timer_t shutdown_timer_;
-  std::vector<std::unique_ptr<uv_tcp_t>> listeners_;
+  struct Listener {
+    uv_tcp_t tcp;
+    Worker* worker;
+    ListenerShared* shared;
+  };
+  std::vector<std::unique_ptr<Listener>> listeners_;
   std::thread thread_;
   std::atomic<std::thread::id> thread_id_{};
 
