@@ -111,26 +111,30 @@ void Broker::DetachSession(const SessionPtr& s, uint64_t generation) {
     expiry = s->expiry_interval_;
   }
   if (expiry == 0) {
-    EndSession(s);
+    EndSession(s, generation);
     return;
   }
   if (expiry == 0xFFFFFFFFu) return;  // never expires
   PushTimer(Timer{clock_.Now() + std::chrono::seconds(expiry), s->id(), s, generation, nullptr});
 }
 
-void Broker::EndSession(const SessionPtr& s) {
-  {
-    std::lock_guard reg(registry_mu_);
-    auto it = sessions_.find(s->client_id());
-    if (it != sessions_.end() && it->second.get() == s.get()) sessions_.erase(it);
-  }
+void Broker::EndSession(const SessionPtr& s, std::optional<uint64_t> offline_generation) {
   std::vector<std::string> filters;
   {
-    std::lock_guard lock(s->mu_);
-    if (s->ended_) return;
-    s->ended_ = true;
-    for (auto& [f, rec] : s->subscriptions_) filters.push_back(f);
-    s->subscriptions_.clear();
+    // Decided under both locks (registry first), so a connection resuming the session at this very
+    // moment either finds it ended and starts afresh, or wins and keeps it.
+    std::lock_guard reg(registry_mu_);
+    {
+      std::lock_guard lock(s->mu_);
+      if (s->ended_) return;
+      if (offline_generation && (s->link_ || s->link_generation_ != *offline_generation)) return;  // resumed
+      s->ended_ = true;
+      s->online_.store(false, std::memory_order_relaxed);
+      for (auto& [f, rec] : s->subscriptions_) filters.push_back(f);
+      s->subscriptions_.clear();
+    }
+    auto it = sessions_.find(s->client_id());
+    if (it != sessions_.end() && it->second.get() == s.get()) sessions_.erase(it);
   }
   for (auto& f : filters) tree_.Unsubscribe(s.get(), f);
   RerouteShared(s, nullptr, 0);
@@ -279,14 +283,7 @@ void Broker::Tick(int worker) {
       Publish(t.will, worker);
       continue;
     }
-    SessionPtr s = t.session.lock();
-    if (!s) continue;
-    bool expire;
-    {
-      std::lock_guard lock(s->mu_);
-      expire = !s->ended_ && !s->link_ && s->link_generation_ == t.generation;
-    }
-    if (expire) EndSession(s);
+    if (SessionPtr s = t.session.lock()) EndSession(s, t.generation);  // no-op if resumed meanwhile
   }
   if (options_.sys_enabled && now >= next_sys_) {
     next_sys_ = now + options_.sys_interval;

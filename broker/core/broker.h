@@ -5,6 +5,7 @@
 
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -62,8 +63,9 @@ class Broker {
   // (expiry 0) or schedules its expiry.
   void DetachSession(const SessionPtr& session, uint64_t generation);
   // Removes the session: registry, subscriptions; re-routes messages it held for share groups;
-  // publishes its pending delayed will.
-  void EndSession(const SessionPtr& session);
+  // publishes its pending delayed will. With `offline_generation`, only if the session is still
+  // offline since that connection left (expiry must not end a session that was just resumed).
+  void EndSession(const SessionPtr& session, std::optional<uint64_t> offline_generation = std::nullopt);
 
   // Publishes `will` now (delay 0) or after `delay_seconds`, unless the session resumes first.
   void ScheduleWill(const SessionPtr& session, MessagePtr will, uint32_t delay_seconds);

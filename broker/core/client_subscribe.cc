@@ -74,6 +74,9 @@ void Client::HandleSubscribe(const mqtt::Subscribe& sub) {
     bool over_quota = false;
     {
       std::lock_guard lock(session_->mu_);
+      // Taken over on another thread (the Kick is on its way to this loop): the session is no longer
+      // this connection's to change, and an ended one must not go back into the tree.
+      if (session_->ended_ || session_->link_generation_ != generation_) return;
       over_quota = o.max_subscriptions_per_client && !session_->subscriptions_.count(s.filter) &&
                    session_->subscriptions_.size() >= o.max_subscriptions_per_client;
       if (!over_quota) session_->subscriptions_[s.filter] = SubscriptionRecord{opts, sub_id};
@@ -83,6 +86,16 @@ void Client::HandleSubscribe(const mqtt::Subscribe& sub) {
       continue;
     }
     const bool existed = broker_.tree().Subscribe(session_, s.filter, opts, sub_id);
+    {
+      // A clean-start takeover that ended the session between the check above and the tree insert
+      // may have unsubscribed before we subscribed: undo it ourselves.
+      std::unique_lock lock(session_->mu_);
+      if (session_->ended_) {
+        lock.unlock();
+        broker_.tree().Unsubscribe(session_.get(), s.filter);
+        return;
+      }
+    }
     ack.reason_codes.push_back(opts.qos);
     if (!shared) granted.push_back(Granted{std::string(filter), opts, existed});
   }

@@ -182,11 +182,17 @@ void Connection::OnTick() {
     if (std::chrono::steady_clock::now() >= linger_until_) CloseNow();
     return;
   }
+  if (close_after_flush_) {
+    // Still writing its last bytes to a peer that does not read: give up after the linger time.
+    if (std::chrono::steady_clock::now() >= linger_until_) CloseNow();
+    return;
+  }
   client_->OnTick();
   worker_.MarkDirty(this);
 }
 
 void Connection::CloseAfterFlush() {
+  if (!close_after_flush_) linger_until_ = std::chrono::steady_clock::now() + kLinger;
   close_after_flush_ = true;
   worker_.MarkDirty(this);
 }
