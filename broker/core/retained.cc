@@ -60,16 +60,20 @@ bool MemoryRetainedStore::Set(MessagePtr msg) {
     }
     return true;
   }
+  // Replacing an existing topic is always allowed; a new topic only below the limit, checked before
+  // any node is created so a refused topic leaves nothing behind.
   Node* node = root_.get();
-  for (auto level : levels) {
-    auto it = node->children.find(level);
-    if (it == node->children.end()) it = node->children.emplace(std::string(level), std::make_unique<Node>()).first;
+  size_t depth = 0;
+  for (; depth < levels.size(); ++depth) {
+    auto it = node->children.find(levels[depth]);
+    if (it == node->children.end()) break;
     node = it->second.get();
   }
-  if (!node->msg) {
-    if (max_messages_ && count_.load(std::memory_order_relaxed) >= max_messages_) return false;
-    count_.fetch_add(1, std::memory_order_relaxed);
-  }
+  const bool is_new = depth < levels.size() || !node->msg;
+  if (is_new && max_messages_ && count_.load(std::memory_order_relaxed) >= max_messages_) return false;
+  for (; depth < levels.size(); ++depth)
+    node = node->children.emplace(std::string(levels[depth]), std::make_unique<Node>()).first->second.get();
+  if (is_new) count_.fetch_add(1, std::memory_order_relaxed);
   node->msg = std::move(msg);
   return true;
 }
