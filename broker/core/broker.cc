@@ -44,7 +44,9 @@ AttachResult Broker::AttachSession(const std::string& client_id, bool clean_star
       SessionPtr s = it->second;
       std::lock_guard lock(s->mu_);
       kicked = std::move(s->link_);
-      if (clean_start) {
+      // A session with expiry 0 lives only as long as its connection (MQTT 5 3.1.2.11.2; 3.1.1 clean
+      // session): taking the connection over ends it, so it is never resumed, whatever the new CONNECT says.
+      if (clean_start || s->expiry_interval_ == 0) {
         s->ended_ = true;
         s->online_.store(false, std::memory_order_relaxed);
         ended = s;

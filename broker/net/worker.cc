@@ -31,6 +31,11 @@ Worker::Worker(broker::Broker& broker, int index)
 
 Worker::~Worker() {
   Join();
+  // A worker that never ran (startup failed after the Server was built) still has its handles open,
+  // and uv_loop_close refuses a busy loop, leaking what uv_loop_init allocated. Close them first; after
+  // a normal run the thread already did this and nothing is left.
+  uv_walk(&loop_, [](uv_handle_t* h, void*) { if (!uv_is_closing(h)) uv_close(h, nullptr); }, nullptr);
+  uv_run(&loop_, UV_RUN_DEFAULT);
   uv_loop_close(&loop_);
 }
 

@@ -66,17 +66,18 @@ def test_session_carried_over_with_clean_start_false(broker, clients, version):
     assert p.payload == b"to-second"
 
 
-def test_session_present_even_when_first_had_expiry_zero(broker, clients):
-    """The session exists while the first connection is up, so clean start 0 resumes it."""
+def test_takeover_of_expiry_zero_session_starts_fresh(broker, clients):
+    """A session with expiry 0 ends with its connection; a takeover ends that connection, so even a
+    clean start 0 CONNECT gets a new session (MQTT 5 3.1.2.11.2), and the old subscription is gone."""
     first = clients.raw(broker.port)
     first.connect("zero-exp")  # expiry 0
     first.subscribe([("zx/t", 1)])
     second = clients.raw(broker.port)
-    assert second.connect("zero-exp", clean=False).session_present
-    first.expect(DISCONNECT)
+    assert not second.connect("zero-exp", clean=False).session_present
+    assert first.expect(DISCONNECT).reason == 0x8E
     pub = clients(broker.port)
-    pub.publish("zx/t", b"kept", qos=1)
-    assert second.expect(PUBLISH).payload == b"kept"
+    pub.publish("zx/t", b"gone", qos=1)
+    assert second.no_packet(0.4)
 
 
 def test_takeover_with_clean_start_discards_session(broker, clients):

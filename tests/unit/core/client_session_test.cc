@@ -18,7 +18,9 @@ using std::chrono::seconds;
 
 TEST_CASE("client: takeover kicks the first connection with 0x8E") {
   Env env;
-  auto first = env.Connect(MakeConnect("same", Version::kV5, /*clean=*/false));
+  mqtt::Connect persistent = MakeConnect("same", Version::kV5, /*clean=*/false);
+  persistent.props.session_expiry_interval = 60;  // expiry 0 would end the session with the connection
+  auto first = env.Connect(persistent);
   env.Subscribe(*first, "keep/me", 1);
   mqtt::Connect c = MakeConnect("same", Version::kV5, /*clean=*/false);
   auto second = env.Connect(c);
@@ -41,6 +43,16 @@ TEST_CASE("client: takeover kicks the first connection with 0x8E") {
   REQUIRE(got.size() == 1);  // the subscription came along
   CHECK(got[0].payload == "hi");
   CHECK(Publishes(first->PumpTake()).empty());
+}
+
+TEST_CASE("client: takeover of a session with expiry 0 starts a fresh one") {
+  Env env;
+  auto first = env.Connect(MakeConnect("same", Version::kV5, /*clean=*/false));  // expiry 0
+  env.Subscribe(*first, "gone/too", 1);
+  auto second = env.Connect(MakeConnect("same", Version::kV5, /*clean=*/false));
+  CHECK_FALSE(env.last_connack.session_present);
+  CHECK(first->link->Kicks() == std::vector<uint8_t>{rc::kSessionTakenOver});
+  CHECK(env.broker.tree().SubscriptionCount() == 0);
 }
 
 TEST_CASE("client: takeover with clean start replaces the session") {
