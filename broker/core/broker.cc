@@ -78,25 +78,14 @@ AttachResult Broker::AttachSession(const std::string& client_id, bool clean_star
   }
   if (kicked) kicked->Kick(mqtt::rc::kSessionTakenOver);
   if (ended) {
-    // The old session's state goes with it; clean up outside the registry lock.
+    // The old session's state goes with it; cleaned up outside the registry lock.
     std::vector<std::string> filters;
     {
       std::lock_guard lock(ended->mu_);
       for (auto& [f, rec] : ended->subscriptions_) filters.push_back(f);
       ended->subscriptions_.clear();
     }
-    for (auto& f : filters) tree_.Unsubscribe(ended.get(), f);
-    RerouteShared(ended, nullptr, 0);
-    MessagePtr will;
-    {
-      std::lock_guard lock(timers_mu_);
-      auto w = pending_wills_.find(ended->id());
-      if (w != pending_wills_.end()) {
-        will = std::move(w->second);
-        pending_wills_.erase(w);
-      }
-    }
-    if (will) Publish(will, 0);
+    TearDown(ended, filters);
   }
   return r;
 }
@@ -138,6 +127,10 @@ void Broker::EndSession(const SessionPtr& s, std::optional<uint64_t> offline_gen
     auto it = sessions_.find(s->client_id());
     if (it != sessions_.end() && it->second.get() == s.get()) sessions_.erase(it);
   }
+  TearDown(s, filters);
+}
+
+void Broker::TearDown(const SessionPtr& s, const std::vector<std::string>& filters) {
   for (auto& f : filters) tree_.Unsubscribe(s.get(), f);
   RerouteShared(s, nullptr, 0);
   MessagePtr will;

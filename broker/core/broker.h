@@ -102,6 +102,9 @@ class Broker {
     bool operator>(const Timer& o) const { return when > o.when; }
   };
   void PublishSys(int worker);
+  // After a session was marked ended and left the registry: removes its `filters` from the tree, hands
+  // its share-group messages on, publishes its pending will, and frees what it held.
+  void TearDown(const SessionPtr& s, const std::vector<std::string>& filters);
   void PushTimer(Timer t);
 
   const BrokerOptions options_;
