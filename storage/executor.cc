@@ -1,0 +1,199 @@
+#include "storage/executor.h"
+
+#include <pthread.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+
+#include "base/check.h"
+
+namespace parley::storage {
+
+const char* DurabilityName(Durability d) {
+  switch (d) {
+    case Durability::kFsync:
+      return "fsync";
+    case Durability::kBatch:
+      return "batch";
+    case Durability::kNone:
+      return "none";
+  }
+  return "unknown";
+}
+
+std::optional<Durability> ParseDurability(std::string_view s) {
+  if (s == "fsync") return Durability::kFsync;
+  if (s == "batch") return Durability::kBatch;
+  if (s == "none") return Durability::kNone;
+  return std::nullopt;
+}
+
+WriteExecutor::WriteExecutor(Store* store, ExecutorOptions options)
+    : store_(store), options_(std::move(options)) {
+  PARLEY_CHECK(store_ != nullptr);
+  thread_ = std::thread([this] { Run(); });
+  thread_id_.store(thread_.get_id());
+}
+
+WriteExecutor::~WriteExecutor() {
+  Shutdown();
+}
+
+bool WriteExecutor::Submit(WriteBatch batch, Done done) {
+  const size_t bytes = batch.ByteSize();
+  bool wake;
+  {
+    std::lock_guard lock(mu_);
+    if (stopping_) return false;
+    const size_t queued = queued_bytes_.load(std::memory_order_relaxed);
+    if (queued > 0 && queued + bytes > options_.max_queue_bytes) return false;
+    queued_bytes_.fetch_add(bytes, std::memory_order_relaxed);
+    queue_.push_back(Item{std::move(batch), std::move(done), {}});
+    wake = queue_.size() == 1;  // the thread only waits on an empty queue
+  }
+  if (wake) cv_.notify_one();
+  return true;
+}
+
+bool WriteExecutor::Post(std::function<void()> task) {
+  PARLEY_DCHECK(task);
+  bool wake;
+  {
+    std::lock_guard lock(mu_);
+    if (stopping_) return false;
+    queue_.push_back(Item{{}, {}, std::move(task)});
+    wake = queue_.size() == 1;
+  }
+  if (wake) cv_.notify_one();
+  return true;
+}
+
+void WriteExecutor::Shutdown() {
+  PARLEY_CHECK(!OnExecutorThread());
+  std::lock_guard guard(shutdown_mu_);
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+WriteExecutor::Stats WriteExecutor::stats() const {
+  Stats s;
+  s.batches = batches_.load();
+  s.groups = groups_.load();
+  s.max_group = max_group_.load();
+  s.synced_groups = synced_groups_.load();
+  s.wal_syncs = wal_syncs_.load();
+  s.failed_batches = failed_batches_.load();
+  s.tasks = tasks_.load();
+  s.queued_bytes = queued_bytes_.load();
+  return s;
+}
+
+void WriteExecutor::Run() {
+  pthread_setname_np(pthread_self(), options_.thread_name.substr(0, 15).c_str());
+  std::deque<Item> items;
+  for (;;) {
+    {
+      std::unique_lock lock(mu_);
+      while (queue_.empty() && !stopping_) {
+        if (!unsynced_) {
+          cv_.wait(lock);
+        } else if (cv_.wait_until(lock, next_sync_) == std::cv_status::timeout) {
+          break;
+        }
+      }
+      if (queue_.empty() && stopping_) break;
+      items.swap(queue_);
+    }
+    Process(&items);
+    items.clear();
+    if (unsynced_ && std::chrono::steady_clock::now() >= next_sync_) SyncNow();
+  }
+  if (unsynced_) SyncNow();
+}
+
+void WriteExecutor::Process(std::deque<Item>* items) {
+  size_t begin = 0, bytes = 0;
+  for (size_t i = 0; i < items->size(); ++i) {
+    Item& item = (*items)[i];
+    if (item.task) {
+      // Everything submitted before the task is written and acknowledged before it runs.
+      WriteGroup(items, begin, i, bytes);
+      bytes = 0;
+      begin = i + 1;
+      item.task();
+      tasks_.fetch_add(1, std::memory_order_relaxed);
+      continue;
+    }
+    bytes += item.batch.ByteSize();
+    if (bytes >= options_.max_group_bytes) {
+      WriteGroup(items, begin, i + 1, bytes);
+      bytes = 0;
+      begin = i + 1;
+    }
+  }
+  WriteGroup(items, begin, items->size(), bytes);
+}
+
+void WriteExecutor::WriteGroup(std::deque<Item>* items, size_t begin, size_t end, size_t bytes) {
+  if (begin >= end) return;
+  // A batch naming an unknown family fails alone instead of failing the whole group.
+  const uint32_t families = store_->family_count();
+  auto valid = [&](const Item& it) { return it.batch.FamilyLimit() <= families; };
+  size_t n = 0;
+  const WriteBatch* one = nullptr;
+  for (size_t i = begin; i < end; ++i) {
+    if (valid((*items)[i])) {
+      ++n;
+      one = &(*items)[i].batch;
+    }
+  }
+  WriteBatch merged;
+  if (n > 1) {
+    for (size_t i = begin; i < end; ++i) {
+      if (valid((*items)[i])) merged.Append((*items)[i].batch);
+    }
+    one = &merged;
+  }
+  Status status;
+  if (n > 0) {
+    const Sync sync = options_.durability == Durability::kFsync ? Sync::kSync : Sync::kNoSync;
+    status = store_->Write(*one, sync);
+    groups_.fetch_add(1, std::memory_order_relaxed);
+    batches_.fetch_add(n, std::memory_order_relaxed);
+    if (sync == Sync::kSync) synced_groups_.fetch_add(1, std::memory_order_relaxed);
+    uint64_t prev = max_group_.load(std::memory_order_relaxed);
+    while (n > prev && !max_group_.compare_exchange_weak(prev, n)) {
+    }
+    if (status.ok() && options_.durability == Durability::kBatch && !unsynced_) {
+      unsynced_ = true;
+      next_sync_ = std::chrono::steady_clock::now() + options_.batch_sync_interval;
+    }
+  }
+  // Release the bytes before the callbacks run, so that a callback's own Submit is not refused for them.
+  queued_bytes_.fetch_sub(bytes, std::memory_order_relaxed);
+  const Status unknown_family = Status::InvalidArgument("write batch uses an unknown column family");
+  for (size_t i = begin; i < end; ++i) {
+    Item& item = (*items)[i];
+    const Status& s = valid(item) ? status : unknown_family;
+    if (!s.ok()) failed_batches_.fetch_add(1, std::memory_order_relaxed);
+    if (item.done) item.done(s);
+  }
+}
+
+void WriteExecutor::SyncNow() {
+  Status s = store_->SyncWal();
+  wal_syncs_.fetch_add(1, std::memory_order_relaxed);
+  if (s.ok()) {
+    unsynced_ = false;
+    return;
+  }
+  // Acknowledged writes are not yet durable; retry after another interval.
+  spdlog::error("storage: periodic WAL sync failed: {}", s.ToString());
+  next_sync_ = std::chrono::steady_clock::now() + options_.batch_sync_interval;
+}
+
+}  // namespace parley::storage
