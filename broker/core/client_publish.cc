@@ -2,6 +2,7 @@
 #include <spdlog/spdlog.h>
 
 #include "broker/core/client.h"
+#include "broker/core/topic_levels.h"
 
 namespace parley::broker {
 
@@ -13,12 +14,6 @@ namespace {
 
 // Keeps delivering while less than this is waiting for the kernel; resumes when the buffer drains.
 constexpr size_t kOutHighWater = 256 * 1024;
-
-size_t CountLevels(std::string_view topic) {
-  size_t n = 1;
-  for (char ch : topic) n += ch == '/';
-  return n;
-}
 
 bool HasPassThroughProps(const mqtt::Properties& p) {
   return p.payload_format_indicator || p.content_type || p.response_topic || p.correlation_data ||

@@ -2,6 +2,7 @@
 #include <spdlog/spdlog.h>
 
 #include "broker/core/client.h"
+#include "broker/core/topic_levels.h"
 
 namespace parley::broker {
 
@@ -11,12 +12,6 @@ namespace rc = mqtt::rc;
 namespace {
 
 bool HasWildcard(std::string_view f) { return f.find_first_of("+#") != std::string_view::npos; }
-
-size_t CountLevels(std::string_view topic) {
-  size_t n = 1;
-  for (char ch : topic) n += ch == '/';
-  return n;
-}
 
 }  // namespace
 

@@ -1,5 +1,7 @@
 #include "broker/core/retained.h"
 
+#include "broker/core/topic_levels.h"
+
 #include <map>
 #include <mutex>
 #include <string>
@@ -12,30 +14,13 @@ struct MemoryRetainedStore::Node {
   MessagePtr msg;
 };
 
-namespace {
-
-void Split(std::string_view s, std::vector<std::string_view>* out) {
-  size_t start = 0;
-  for (;;) {
-    size_t slash = s.find('/', start);
-    if (slash == std::string_view::npos) {
-      out->push_back(s.substr(start));
-      return;
-    }
-    out->push_back(s.substr(start, slash - start));
-    start = slash + 1;
-  }
-}
-
-}  // namespace
-
 MemoryRetainedStore::MemoryRetainedStore(uint32_t max_messages)
     : max_messages_(max_messages), root_(std::make_unique<Node>()) {}
 MemoryRetainedStore::~MemoryRetainedStore() = default;
 
 bool MemoryRetainedStore::Set(MessagePtr msg) {
   std::vector<std::string_view> levels;
-  Split(msg->topic, &levels);
+  SplitLevels(msg->topic, &levels);
   std::unique_lock lock(mu_);
   if (msg->payload.empty()) {
     std::vector<std::pair<Node*, std::string_view>> trail;
@@ -81,7 +66,7 @@ bool MemoryRetainedStore::Set(MessagePtr msg) {
 void MemoryRetainedStore::Match(std::string_view filter,
                                 const std::function<void(const MessagePtr&)>& fn) const {
   std::vector<std::string_view> levels;
-  Split(filter, &levels);
+  SplitLevels(filter, &levels);
   std::shared_lock lock(mu_);
 
   // Every message strictly below `node`, skipping '$' topics when the wildcard stands at the root.

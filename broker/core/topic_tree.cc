@@ -1,5 +1,7 @@
 #include "broker/core/topic_tree.h"
 
+#include "broker/core/topic_levels.h"
+
 #include <algorithm>
 #include <mutex>
 
@@ -11,21 +13,6 @@ struct StringHash {
   using is_transparent = void;
   size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
 };
-
-// Splits a topic or filter into levels. "a//b" -> {"a", "", "b"}.
-void SplitLevels(std::string_view s, std::vector<std::string_view>* out) {
-  out->clear();
-  size_t start = 0;
-  for (;;) {
-    size_t slash = s.find('/', start);
-    if (slash == std::string_view::npos) {
-      out->push_back(s.substr(start));
-      return;
-    }
-    out->push_back(s.substr(start, slash - start));
-    start = slash + 1;
-  }
-}
 
 }  // namespace
 
