@@ -95,8 +95,16 @@ class Client {
   uint16_t client_receive_max_ = 65535;  // client's Receive Maximum (our outbound window)
   uint32_t client_max_packet_ = 0;       // client's Maximum Packet Size; 0 = none
   uint16_t client_alias_max_ = 0;        // aliases we may use towards the client
-  std::vector<std::string> in_aliases_;  // client -> broker, index = alias
-  std::unordered_map<std::string, uint16_t> out_aliases_;  // broker -> client
+  // Topic aliases, allocated on first use (most connections never use them; idle memory counts).
+  struct Aliases {
+    std::vector<std::string> in;                       // client -> broker, index = alias
+    std::unordered_map<std::string, uint16_t> out;     // broker -> client
+  };
+  std::unique_ptr<Aliases> aliases_;
+  Aliases& aliases() {
+    if (!aliases_) aliases_ = std::make_unique<Aliases>();
+    return *aliases_;
+  }
 };
 
 }  // namespace parley::broker

@@ -37,12 +37,13 @@ void Client::HandlePublish(mqtt::Publish& p) {
   if (p.props.topic_alias) {
     const uint16_t alias = *p.props.topic_alias;
     if (alias == 0 || alias > o.topic_alias_maximum) return Fail(rc::kTopicAliasInvalid, "topic alias out of range");
-    if (in_aliases_.size() <= alias) in_aliases_.resize(alias + 1);
+    std::vector<std::string>& in = aliases().in;
+    if (in.size() <= alias) in.resize(alias + 1);
     if (p.topic.empty()) {
-      if (in_aliases_[alias].empty()) return Fail(rc::kProtocolError, "unknown topic alias");
-      p.topic = in_aliases_[alias];
+      if (in[alias].empty()) return Fail(rc::kProtocolError, "unknown topic alias");
+      p.topic = in[alias];
     } else {
-      in_aliases_[alias] = p.topic;
+      in[alias] = p.topic;
     }
     p.props.topic_alias.reset();
   }
@@ -53,7 +54,7 @@ void Client::HandlePublish(mqtt::Publish& p) {
   // Flow control (MQTT 5 4.9): QoS 2 messages awaiting PUBREL count against our Receive Maximum.
   if (p.qos == 2) {
     std::lock_guard lock(session_->mu_);
-    if (session_->incoming_qos2_.count(p.packet_id)) {
+    if (session_->HasIncomingQos2Locked(p.packet_id)) {
       // A duplicate of a message we already have (MQTT-4.3.3-10): acknowledge again, do not route.
       SendAck(PacketType::kPubrec, p.packet_id, rc::kSuccess);
       return;
@@ -99,7 +100,7 @@ void Client::HandlePublish(mqtt::Publish& p) {
   } else if (p.qos == 2) {
     if (reason < 0x80) {
       std::lock_guard lock(session_->mu_);
-      session_->incoming_qos2_.insert(p.packet_id);
+      session_->AddIncomingQos2Locked(p.packet_id);
     }
     SendAck(PacketType::kPubrec, p.packet_id, reason);
   }
@@ -111,7 +112,7 @@ void Client::HandleAck(const mqtt::Ack& a) {
       bool known;
       {
         std::lock_guard lock(session_->mu_);
-        known = session_->incoming_qos2_.erase(a.packet_id) > 0;
+        known = session_->EraseIncomingQos2Locked(a.packet_id);
       }
       SendAck(PacketType::kPubcomp, a.packet_id, known ? rc::kSuccess : rc::kPacketIdentifierNotFound);
       return;
@@ -186,20 +187,21 @@ bool Client::WritePublish(const Delivery& d, uint16_t packet_id, bool dup) {
     }
     out.subscription_ids = d.sub_ids;
     if (client_alias_max_) {
-      auto it = out_aliases_.find(m.topic);
-      if (it != out_aliases_.end()) {
+      auto& out_aliases = aliases().out;
+      auto it = out_aliases.find(m.topic);
+      if (it != out_aliases.end()) {
         out.topic = {};
         out.topic_alias = it->second;
-      } else if (out_aliases_.size() < client_alias_max_) {
-        const auto alias = static_cast<uint16_t>(out_aliases_.size() + 1);
-        out_aliases_.emplace(m.topic, alias);
+      } else if (out_aliases.size() < client_alias_max_) {
+        const auto alias = static_cast<uint16_t>(out_aliases.size() + 1);
+        out_aliases.emplace(m.topic, alias);
         out.topic_alias = alias;  // first use: topic and alias together set the mapping
       }
     }
   }
   if (client_max_packet_ && mqtt::PublishSize(out, version_) > client_max_packet_) {
     // MQTT-3.1.2-25: never send a packet larger than the client accepts; the message is discarded.
-    if (out.topic_alias && !out.topic.empty()) out_aliases_.erase(m.topic);
+    if (out.topic_alias && !out.topic.empty()) aliases().out.erase(m.topic);  // never sent: free the alias
     Counters::Add(broker_.counters(worker_).dropped[static_cast<int>(DropCause::kTooLarge)]);
     return false;
   }

@@ -11,7 +11,6 @@
 #include <mutex>
 #include <optional>
 #include <string>
-#include <unordered_set>
 #include <vector>
 
 #include "base/clock.h"
@@ -80,7 +79,9 @@ class Session {
   std::vector<Inflight> inflight_;     // sent, awaiting ack; in send order
   size_t inflight_resend_ = 0;         // entries of inflight_ with `resend` set
   uint16_t next_packet_id_ = 1;
-  std::unordered_set<uint16_t> incoming_qos2_;  // QoS 2 PUBLISH received, PUBREC sent, PUBREL not yet
+  // QoS 2 PUBLISH received, PUBREC sent, PUBREL not yet. At most Receive Maximum ids (v5), usually a
+  // handful: a flat vector is smaller than a hash set (idle sessions count) and as fast at this size.
+  std::vector<uint16_t> incoming_qos2_;
   std::map<std::string, SubscriptionRecord, std::less<>> subscriptions_;  // by full filter incl. $share/
   uint32_t expiry_interval_ = 0;       // seconds; 0xFFFFFFFF = never
   std::optional<std::string> username_;  // of the connection that last bound it (ACL at delivery)
@@ -92,6 +93,23 @@ class Session {
   // Next free outgoing packet id (skips ids in flight). Caller holds mu_. Requires inflight_ not full.
   uint16_t NextPacketIdLocked();
   Inflight* FindInflightLocked(uint16_t packet_id);
+  bool HasIncomingQos2Locked(uint16_t id) const {
+    for (uint16_t x : incoming_qos2_)
+      if (x == id) return true;
+    return false;
+  }
+  void AddIncomingQos2Locked(uint16_t id) {
+    if (!HasIncomingQos2Locked(id)) incoming_qos2_.push_back(id);
+  }
+  bool EraseIncomingQos2Locked(uint16_t id) {
+    for (size_t i = 0; i < incoming_qos2_.size(); ++i) {
+      if (incoming_qos2_[i] != id) continue;
+      incoming_qos2_[i] = incoming_qos2_.back();
+      incoming_qos2_.pop_back();
+      return true;
+    }
+    return false;
+  }
   void EraseInflightLocked(uint16_t packet_id);
 
  private:
