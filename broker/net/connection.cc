@@ -101,11 +101,7 @@ void Connection::Flush() {
   if (!writing_.empty()) {
     // OnWrite flushes the rest. Meanwhile out_ keeps growing: the limit applies to both buffers, or a
     // reader that stalls while a write is outstanding would never be cut.
-    if (PendingOutBytes() > worker_.broker().options().max_outbound_buffer) {
-      spdlog::info("closing {} ({}): not reading, {} bytes pending", client_->client_id(), peer_,
-                   PendingOutBytes());
-      CloseNow();
-    }
+    CutIfOverLimit();
     return;
   }
   if (out_.empty()) {
@@ -129,15 +125,18 @@ void Connection::Flush() {
   const size_t sent = r > 0 ? static_cast<size_t>(r) : 0;
   writing_.assign(out_, sent);
   out_.clear();
-  if (writing_.size() > worker_.broker().options().max_outbound_buffer) {
-    spdlog::info("closing {} ({}): not reading, {} bytes pending", client_->client_id(), peer_, writing_.size());
-    CloseNow();
-    return;
-  }
+  if (CutIfOverLimit()) return;
   if (!write_req_) write_req_ = std::make_unique<uv_write_t>();
   write_req_->data = this;
   b = uv_buf_init(writing_.data(), static_cast<unsigned>(writing_.size()));
   if (uv_write(write_req_.get(), stream, &b, 1, &Connection::OnWrite) != 0) CloseNow();
+}
+
+bool Connection::CutIfOverLimit() {
+  if (PendingOutBytes() <= worker_.broker().options().max_outbound_buffer) return false;
+  spdlog::info("closing {} ({}): not reading, {} bytes pending", client_->client_id(), peer_, PendingOutBytes());
+  CloseNow();
+  return true;
 }
 
 void Connection::OnWrite(uv_write_t* req, int status) {
@@ -187,8 +186,7 @@ void Connection::OnTick() {
     if (std::chrono::steady_clock::now() >= linger_until_) CloseNow();
     return;
   }
-  client_->OnTick();
-  worker_.MarkDirty(this);
+  client_->OnTick();  // anything it writes or closes marks the connection dirty itself
 }
 
 void Connection::CloseAfterFlush() {

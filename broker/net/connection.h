@@ -70,6 +70,8 @@ class Connection final : public broker::Transport {
   // linger time passes. A client still sending (e.g. PUBREL after our DISCONNECT) then reads our
   // DISCONNECT instead of hitting a reset.
   void BeginLinger();
+  // Closes the connection when its unwritten output passed limits.max_outbound_buffer; true if it did.
+  bool CutIfOverLimit();
   void Consume(const char* data, size_t n);
 
   Worker& worker_;
