@@ -513,6 +513,16 @@ void ReadSys(Errors& errors, const toml::table& t, Sys* sys) {
   r.Finish();
 }
 
+void ReadStorage(Errors& errors, const toml::table& t, Storage* st) {
+  TableReader r(errors, t, "storage");
+  r.Bool("enabled", &st->enabled);
+  r.OneOf("durability", {"fsync", "batch", "none"}, &st->durability);
+  std::optional<uint64_t> ms;
+  if (r.Duration("batch_interval", 1, 60'000, /*whole_seconds=*/false, /*allow_none=*/false, &ms))
+    st->batch_interval = Milliseconds(static_cast<int64_t>(*ms));
+  r.Finish();
+}
+
 void ReadLog(Errors& errors, const toml::table& t, Log* log) {
   TableReader r(errors, t, "log");
   r.OneOf("level", {"trace", "debug", "info", "warn", "error", "critical", "off"}, &log->level);
@@ -551,6 +561,7 @@ Result<Config> Parse(std::string_view text, const std::string& name, const fs::p
   if (const toml::table* t = root.Table("limits")) ReadLimits(errors, *t, &config.limits);
   if (const toml::table* t = root.Table("auth")) ReadAuth(errors, *t, &config.auth);
   if (const toml::table* t = root.Table("sys")) ReadSys(errors, *t, &config.sys);
+  if (const toml::table* t = root.Table("storage")) ReadStorage(errors, *t, &config.storage);
   root.Finish();
   if (!errors.empty()) return errors.ToStatus();
 

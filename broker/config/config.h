@@ -67,6 +67,14 @@ struct Sys {
   friend bool operator==(const Sys&, const Sys&) = default;
 };
 
+struct Storage {
+  bool enabled = true;             // false: nothing persisted, every session and message lives in memory only
+  std::string durability = "fsync";  // "fsync" | "batch" | "none" (docs/configuration.md, docs/reliability.md)
+  Milliseconds batch_interval{50};   // "batch": how often the WAL is synced (the window of loss on power failure)
+
+  friend bool operator==(const Storage&, const Storage&) = default;
+};
+
 struct Log {
   std::string level = "info";  // trace, debug, info, warn, error, critical, off
   std::string format = "text";  // "text" or "json"
@@ -81,6 +89,7 @@ struct Config {
   Limits limits;
   Auth auth;
   Sys sys;
+  Storage storage;
   Log log;
   std::string source_path;          // file the config came from ("" = built-in default); absolute
                                     // when loaded by LoadConfigFile, source_name for ParseConfig

@@ -10,6 +10,13 @@
 
 namespace parley::broker {
 
+namespace {
+
+// $SYS topics are regenerated every interval: never worth a disk write.
+bool IsSysTopic(std::string_view topic) { return topic.starts_with("$SYS/"); }
+
+}  // namespace
+
 Broker::Broker(BrokerOptions options, const Clock& clock, int workers)
     : options_(std::move(options)),
       clock_(clock),
@@ -31,9 +38,9 @@ AuthDecision Broker::Authenticate(const ConnectInfo& info) const {
   return AuthDecision::kDeny;
 }
 
-AttachResult Broker::AttachSession(const std::string& client_id, bool clean_start,
-                                   std::shared_ptr<SessionLink> link,
-                                   const std::optional<std::string>& username) {
+AttachResult Broker::AttachSession(const std::string& client_id, bool clean_start, uint32_t expiry_interval,
+                                   std::shared_ptr<SessionLink> link, const std::optional<std::string>& username,
+                                   const mqtt::Will* will) {
   AttachResult r;
   SessionPtr ended;
   std::shared_ptr<SessionLink> kicked;
@@ -49,6 +56,8 @@ AttachResult Broker::AttachSession(const std::string& client_id, bool clean_star
       if (clean_start || s->expiry_interval_ == 0) {
         s->ended_ = true;
         s->online_.store(false, std::memory_order_relaxed);
+        // Its rows go now, under the registry lock: the new session of this client id writes the same keys.
+        UnpersistLocked(*s);
         ended = s;
         sessions_.erase(it);
       } else {
@@ -58,16 +67,30 @@ AttachResult Broker::AttachSession(const std::string& client_id, bool clean_star
         s->offline_since_.reset();
         s->username_ = username;
         s->wake_pending_ = false;
+        s->expiry_interval_ = expiry_interval;
+        if (s->persisted_ && expiry_interval == 0) {
+          UnpersistLocked(*s);  // resumed as a non-persistent session: nothing of it survives a restart now
+        } else if (s->persisted_) {
+          persistence_->PutSession(client_id, expiry_interval, username, std::nullopt);
+          StoreWillLocked(*s, will);  // replaces (or clears) the previous connection's will
+        }
         r.session = s;
         r.session_present = true;
       }
     }
     if (!r.session) {
       auto s = std::make_shared<Session>(client_id, next_session_id_++);
+      std::lock_guard lock(s->mu_);
       s->link_ = link;
       r.generation = ++s->link_generation_;
       s->online_.store(true, std::memory_order_relaxed);
       s->username_ = username;
+      s->expiry_interval_ = expiry_interval;
+      s->persisted_ = persistence_ && expiry_interval > 0;
+      if (s->persisted_) {
+        persistence_->PutSession(client_id, expiry_interval, username, std::nullopt);
+        if (will) persistence_->PutWill(client_id, *will);
+      }
       sessions_.emplace(client_id, s);
       r.session = s;
     }
@@ -90,6 +113,17 @@ AttachResult Broker::AttachSession(const std::string& client_id, bool clean_star
   return r;
 }
 
+void Broker::UnpersistLocked(Session& s) {
+  if (!persistence_ || !s.persisted_) return;
+  std::vector<MessagePtr> held;
+  for (size_t i = 0; i < s.queue_.size(); ++i)
+    if (s.queue_[i].qos) held.push_back(s.queue_[i].msg);
+  for (const Inflight& f : s.inflight_)
+    if (f.delivery.msg) held.push_back(f.delivery.msg);
+  persistence_->DeleteSession(s.client_id(), held);
+  s.persisted_ = false;
+}
+
 void Broker::DetachSession(const SessionPtr& s, uint64_t generation) {
   uint32_t expiry = 0;
   {
@@ -100,6 +134,7 @@ void Broker::DetachSession(const SessionPtr& s, uint64_t generation) {
     s->offline_since_ = clock_.Now();
     s->wake_pending_ = false;
     expiry = s->expiry_interval_;
+    if (s->persisted_ && expiry != 0) persistence_->PutSession(s->client_id(), expiry, s->username_, UnixMillis());
   }
   if (expiry == 0) {
     EndSession(s, generation);
@@ -121,6 +156,7 @@ void Broker::EndSession(const SessionPtr& s, std::optional<uint64_t> offline_gen
       if (offline_generation && (s->link_ || s->link_generation_ != *offline_generation)) return;  // resumed
       s->ended_ = true;
       s->online_.store(false, std::memory_order_relaxed);
+      UnpersistLocked(*s);
       for (auto& [f, rec] : s->subscriptions_) filters.push_back(f);
       s->subscriptions_.clear();
     }
@@ -154,6 +190,8 @@ void Broker::TearDown(const SessionPtr& s, const std::vector<std::string>& filte
 void Broker::ScheduleWill(const SessionPtr& session, MessagePtr will, uint32_t delay_seconds) {
   if (delay_seconds == 0) {
     Publish(will, 0);
+    std::lock_guard lock(session->mu_);
+    StoreWillLocked(*session, nullptr);  // out: a restart must not publish it again
     return;
   }
   {
@@ -169,16 +207,28 @@ void Broker::PushTimer(Timer t) {
   std::push_heap(timers_.begin(), timers_.end(), std::greater<>());
 }
 
-size_t Broker::Publish(const MessagePtr& msg, int worker) {
-  if (msg->retain && options_.retain_available) retained_->Set(msg);
+RouteResult Broker::Publish(const MessagePtr& msg, int worker) {
+  if (msg->retain && options_.retain_available) {
+    if (persistence_ && !IsSysTopic(msg->topic)) {
+      if (!persistence_->Writable()) {
+        RouteResult refused;
+        refused.refused = 1;  // the retained message cannot be stored: refuse the whole publish
+        return refused;
+      }
+      std::lock_guard lock(retained_mu_);
+      if (retained_->Set(msg)) persistence_->PutRetained(msg);
+    } else {
+      retained_->Set(msg);
+    }
+  }
   return Route(msg, worker);
 }
 
-size_t Broker::Route(const MessagePtr& msg, int worker) {
+RouteResult Broker::Route(const MessagePtr& msg, int worker) {
   thread_local std::vector<Match> matches;
   matches.clear();
   tree_.Collect(msg->topic, msg->origin_client_id, &matches);
-  size_t receivers = 0;
+  RouteResult result;
   for (Match& m : matches) {
     if (authorizer_) {
       // username_ is guarded by the session lock: a reconnect (AttachSession) rewrites it on another
@@ -197,26 +247,40 @@ size_t Broker::Route(const MessagePtr& msg, int worker) {
     d.retain = m.retain_as_published && msg->retain;
     d.sub_ids = std::move(m.sub_ids);
     d.shared_group = std::move(m.shared_group);
-    Deliver(m.session, std::move(d), worker);
-    ++receivers;
+    if (Deliver(m.session, std::move(d), worker) == DeliverOutcome::kRefused) {
+      ++result.refused;
+    } else {
+      ++result.receivers;
+    }
   }
   matches.clear();
-  return receivers;
+  return result;
 }
 
-void Broker::Deliver(const SessionPtr& s, Delivery d, int worker) {
+DeliverOutcome Broker::Deliver(const SessionPtr& s, Delivery d, int worker) {
   EnqueueResult r;
   std::shared_ptr<SessionLink> link;
+  Counters& c = counters_[worker];
   {
     std::lock_guard lock(s->mu_);
+    const bool store = persistence_ && s->persisted_ && d.qos > 0 && !s->ended_;
+    if (store && !persistence_->Writable()) {
+      Counters::Add(c.dropped[static_cast<int>(DropCause::kStorage)]);
+      return DeliverOutcome::kRefused;
+    }
     r = s->EnqueueLocked(std::move(d), options_.max_queued_messages, options_.max_queued_bytes,
                          options_.queue_qos0_offline);
+    if (r.queued && store) {
+      const Delivery& q = s->queue_.back();
+      persistence_->AddDelivery(s->client_id(), q.seq, q.msg, q.qos, q.retain, q.sub_ids,
+                                q.shared_group ? std::string_view(*q.shared_group) : std::string_view());
+    }
     if (r.wake) link = s->link_;
   }
-  Counters& c = counters_[worker];
   if (!r.queued) Counters::Add(c.dropped[static_cast<int>(r.cause)]);
   if (r.dropped_other) Counters::Add(c.dropped[static_cast<int>(DropCause::kQueueFull)], r.dropped_other);
   if (link) link->Wake();
+  return r.queued ? DeliverOutcome::kQueued : DeliverOutcome::kDropped;
 }
 
 void Broker::RerouteShared(const SessionPtr& s, const std::string* only_group, int worker) {
@@ -227,6 +291,7 @@ void Broker::RerouteShared(const SessionPtr& s, const std::string* only_group, i
     for (size_t i = 0; i < s->queue_.size();) {
       if (takes(s->queue_[i])) {
         s->queued_bytes_ -= s->queue_[i].msg->Footprint();
+        StoreRemoveLocked(*s, s->queue_[i]);
         moved.push_back(std::move(s->queue_[i]));
         s->queue_.erase_at(i);
       } else {
@@ -239,6 +304,7 @@ void Broker::RerouteShared(const SessionPtr& s, const std::string* only_group, i
       for (size_t i = 0; i < s->inflight_.size();) {
         auto& f = s->inflight_[i];
         if (f.state != Inflight::State::kAwaitPubcomp && takes(f.delivery)) {
+          StoreRemoveLocked(*s, f.delivery);
           moved.push_back(std::move(f.delivery));
           s->inflight_.erase(s->inflight_.begin() + i);
         } else {
@@ -276,10 +342,15 @@ void Broker::Tick(int worker) {
     }
     if (t.will) {
       Publish(t.will, worker);
+      if (SessionPtr s = t.session.lock()) {
+        std::lock_guard lock(s->mu_);
+        StoreWillLocked(*s, nullptr);  // out: a restart must not publish it again
+      }
       continue;
     }
     if (SessionPtr s = t.session.lock()) EndSession(s, t.generation);  // no-op if resumed meanwhile
   }
+  if (persistence_) persistence_->Maintain();
   if (options_.sys_enabled && now >= next_sys_) {
     next_sys_ = now + options_.sys_interval;
     PublishSys(worker);
@@ -337,6 +408,104 @@ void Broker::PublishSys(int worker) {
   publish("$SYS/broker/messages/dropped", std::to_string(s.dropped_total));
   publish("$SYS/broker/bytes/received", std::to_string(s.bytes_received));
   publish("$SYS/broker/bytes/sent", std::to_string(s.bytes_sent));
+}
+
+MessagePtr Broker::MakeWill(const mqtt::Will& will, const std::string& client_id, uint32_t delay_seconds) const {
+  auto m = std::make_shared<Message>();
+  m->topic = will.topic;
+  m->payload = will.payload;
+  m->qos = will.qos;
+  m->retain = will.retain;
+  m->origin_client_id = client_id;
+  const mqtt::Properties& wp = will.props;
+  if (wp.message_expiry_interval)
+    m->expires_at = clock_.Now() + std::chrono::seconds(delay_seconds) + std::chrono::seconds(*wp.message_expiry_interval);
+  if (wp.payload_format_indicator || wp.content_type || wp.response_topic || wp.correlation_data ||
+      !wp.user_properties.empty()) {
+    auto props = std::make_unique<mqtt::Properties>();
+    props->payload_format_indicator = wp.payload_format_indicator;
+    props->content_type = wp.content_type;
+    props->response_topic = wp.response_topic;
+    props->correlation_data = wp.correlation_data;
+    props->user_properties = wp.user_properties;
+    m->props = std::move(props);
+  }
+  return m;
+}
+
+void Broker::Restore(std::vector<StoredSession> sessions, std::vector<MessagePtr> retained) {
+  for (MessagePtr& m : retained) retained_->Set(std::move(m));
+  const SteadyTime now = clock_.Now();
+  const int64_t now_ms = UnixMillis();
+  std::vector<SessionPtr> expired;
+  for (StoredSession& st : sessions) {
+    SessionPtr s;
+    {
+      std::lock_guard reg(registry_mu_);
+      if (sessions_.count(st.client_id)) continue;  // cannot happen with one row per client id
+      s = std::make_shared<Session>(st.client_id, next_session_id_++);
+      sessions_.emplace(st.client_id, s);
+    }
+    // Offline since its connection ended; a session that was connected when the broker stopped counts as
+    // disconnected now.
+    const int64_t offline_ms = st.disconnected_at_ms ? std::max<int64_t>(0, now_ms - *st.disconnected_at_ms) : 0;
+    {
+      std::lock_guard lock(s->mu_);
+      s->expiry_interval_ = st.expiry_interval;
+      s->persisted_ = persistence_ != nullptr;
+      s->username_ = std::move(st.username);
+      s->offline_since_ = now - std::chrono::milliseconds(offline_ms);
+      for (const StoredSubscription& sub : st.subscriptions)
+        s->subscriptions_[sub.filter] = SubscriptionRecord{sub.opts, sub.sub_id};
+      for (StoredDelivery& sd : st.deliveries) {
+        s->next_seq_ = std::max(s->next_seq_, sd.seq + 1);
+        Delivery d;
+        d.qos = sd.qos;
+        d.retain = sd.retain;
+        d.sub_ids = std::move(sd.sub_ids);
+        if (!sd.shared_group.empty()) d.shared_group = std::make_shared<const std::string>(std::move(sd.shared_group));
+        d.seq = sd.seq;
+        if (!sd.msg) {
+          // Released before the stop: only PUBREL / PUBCOMP remain, resent when the client returns.
+          Inflight f;
+          f.packet_id = PacketIdFor(sd.seq);
+          f.state = Inflight::State::kAwaitPubcomp;
+          f.delivery = std::move(d);
+          s->inflight_.push_back(std::move(f));
+          continue;
+        }
+        // Everything else goes out again from the queue, with the packet id it had (PacketIdFor).
+        d.msg = std::move(sd.msg);
+        s->queued_bytes_ += d.msg->Footprint();
+        s->queue_.push_back(std::move(d));
+      }
+      s->incoming_qos2_ = std::move(st.incoming_qos2);
+    }
+    for (const StoredSubscription& sub : st.subscriptions) tree_.Subscribe(s, sub.filter, sub.opts, sub.sub_id);
+
+    const bool never = st.expiry_interval == 0xFFFFFFFFu;
+    const int64_t expiry_left_ms = static_cast<int64_t>(st.expiry_interval) * 1000 - offline_ms;
+    if (st.will) {
+      // MQTT 5 3.1.3.2.2: after the will delay, or when the session ends if that is sooner.
+      const uint32_t delay = std::min(st.will->props.will_delay_interval.value_or(0), st.expiry_interval);
+      const int64_t delay_left_ms = std::max<int64_t>(0, static_cast<int64_t>(delay) * 1000 - offline_ms);
+      MessagePtr will = MakeWill(*st.will, st.client_id, static_cast<uint32_t>(delay_left_ms / 1000));
+      {
+        std::lock_guard lock(timers_mu_);
+        pending_wills_[s->id()] = will;
+      }
+      PushTimer(Timer{now + std::chrono::milliseconds(delay_left_ms), s->id(), s, 0, will});
+    }
+    if (!never && expiry_left_ms <= 0) {
+      expired.push_back(s);  // expired while the broker was down
+    } else if (!never) {
+      PushTimer(Timer{now + std::chrono::milliseconds(expiry_left_ms), s->id(), s, 0, nullptr});
+    }
+  }
+  // Ended after every session is back, so their wills reach restored subscribers too.
+  for (const SessionPtr& s : expired) EndSession(s, 0);
+  spdlog::info("restored {} sessions ({} expired while stopped), {} retained messages", sessions.size(),
+               expired.size(), retained_->Count());
 }
 
 }  // namespace parley::broker

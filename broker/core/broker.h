@@ -13,6 +13,7 @@
 #include "base/clock.h"
 #include "broker/api/auth.h"
 #include "broker/api/message.h"
+#include "broker/api/persistence.h"
 #include "broker/api/retained_store.h"
 #include "broker/core/options.h"
 #include "broker/core/session.h"
@@ -20,6 +21,15 @@
 #include "broker/core/topic_tree.h"
 
 namespace parley::broker {
+
+// What routing one message did. `refused`: persistent receivers that could not take it because storage
+// refuses writes (disk full); the publisher is told 0x97 Quota exceeded.
+struct RouteResult {
+  size_t receivers = 0;
+  size_t refused = 0;
+};
+
+enum class DeliverOutcome : uint8_t { kQueued, kDropped, kRefused };
 
 struct AttachResult {
   SessionPtr session;
@@ -45,6 +55,15 @@ class Broker {
   void AddAuthenticator(const Authenticator* a) { authenticators_.push_back(a); }
   void SetAuthorizer(const Authorizer* a) { authorizer_ = a; }
   void SetRetainedStore(std::unique_ptr<RetainedStore> store) { retained_ = std::move(store); }
+  // Durable state (broker/persist). Without one everything lives in memory only.
+  void SetPersistence(Persistence* p) { persistence_ = p; }
+  Persistence* persistence() const { return persistence_; }
+
+  // Loads durable state at start, before serving: sessions come back offline (their expiry counting from
+  // their disconnect, or from now if they were connected when the broker stopped), with subscriptions,
+  // deliveries, QoS 2 ids and pending wills; retained messages go to the retained store. Not thread-safe
+  // against anything else: call it before the first connection.
+  void Restore(std::vector<StoredSession> sessions, std::vector<MessagePtr> retained);
 
   // Decides a CONNECT's credentials: the first provider with an opinion wins; with none,
   // allow_anonymous decides for clients without a user name, and clients with one are accepted only
@@ -54,11 +73,13 @@ class Broker {
     return !authorizer_ || authorizer_->Allowed(who, topic, access);
   }
 
-  // Binds `link` to the session of `client_id`, creating it or resuming it (clean_start false).
-  // A connection already bound to it is kicked with 0x8E (session taken over). A pending delayed will
-  // of a resumed session is cancelled.
-  AttachResult AttachSession(const std::string& client_id, bool clean_start,
-                             std::shared_ptr<SessionLink> link, const std::optional<std::string>& username);
+  // Binds `link` to the session of `client_id`, creating it or resuming it (clean_start false), and sets
+  // its expiry interval (which decides whether it is persisted). A connection already bound to it is
+  // kicked with 0x8E (session taken over). A pending delayed will of a resumed session is cancelled.
+  // `will`: the new connection's will, recorded with a persisted session (published after a crash).
+  AttachResult AttachSession(const std::string& client_id, bool clean_start, uint32_t expiry_interval,
+                             std::shared_ptr<SessionLink> link, const std::optional<std::string>& username,
+                             const mqtt::Will* will);
   // The connection of `generation` closed. If it was still bound: unbinds it, then ends the session
   // (expiry 0) or schedules its expiry.
   void DetachSession(const SessionPtr& session, uint64_t generation);
@@ -71,19 +92,58 @@ class Broker {
   void ScheduleWill(const SessionPtr& session, MessagePtr will, uint32_t delay_seconds);
 
   // Publishes a message: updates the retained store when it carries RETAIN, then routes it.
-  // Returns the number of receivers.
-  size_t Publish(const MessagePtr& msg, int worker);
-  // Routes a message to every matching subscription; returns the number of receivers.
-  // `worker` selects the Counters block of the calling thread.
-  size_t Route(const MessagePtr& msg, int worker);
-  // Queues one delivery for one session and wakes its connection.
-  void Deliver(const SessionPtr& session, Delivery d, int worker);
+  RouteResult Publish(const MessagePtr& msg, int worker);
+  // Routes a message to every matching subscription. `worker` selects the Counters block of the calling
+  // thread.
+  RouteResult Route(const MessagePtr& msg, int worker);
+  // Queues one delivery for one session (recording it if the session is persisted) and wakes its
+  // connection.
+  DeliverOutcome Deliver(const SessionPtr& session, Delivery d, int worker);
   // Sends every delivery that `session` holds for share groups to other members of those groups
   // (used when a member unsubscribes or its session ends, so nothing queued for it is lost).
   void RerouteShared(const SessionPtr& session, const std::string* only_group, int worker);
 
-  // Timers: delayed wills, session expiry, $SYS. Call periodically from one thread (net: worker 0).
+  // Timers: delayed wills, session expiry, $SYS, storage upkeep. Call periodically from one thread
+  // (net: worker 0).
   void Tick(int worker);
+
+  // The will of `client_id` as a routable message, its expiry counted from `delay_seconds` from now.
+  MessagePtr MakeWill(const mqtt::Will& will, const std::string& client_id, uint32_t delay_seconds) const;
+
+  // ---- Persistence of session changes made by Client. Caller holds s.mu_; no-ops unless s is persisted.
+  bool StoreWritableLocked(const Session& s) const {
+    return !persistence_ || !s.persisted_ || persistence_->Writable();
+  }
+  void StoreRemoveLocked(const Session& s, const Delivery& d) {
+    if (persistence_ && s.persisted_ && d.qos) persistence_->RemoveDelivery(s.client_id(), d.seq, d.msg);
+  }
+  void StoreReleaseLocked(const Session& s, const Delivery& d) {
+    if (persistence_ && s.persisted_) persistence_->ReleaseDelivery(s.client_id(), d.seq, d.msg);
+  }
+  void StoreIncomingQos2Locked(const Session& s, uint16_t packet_id, bool add) {
+    if (!persistence_ || !s.persisted_) return;
+    if (add) {
+      persistence_->AddIncomingQos2(s.client_id(), packet_id);
+    } else {
+      persistence_->RemoveIncomingQos2(s.client_id(), packet_id);
+    }
+  }
+  void StoreSubscriptionLocked(const Session& s, const std::string& filter, const SubscriptionRecord* rec) {
+    if (!persistence_ || !s.persisted_) return;
+    if (rec) {
+      persistence_->PutSubscription(s.client_id(), StoredSubscription{filter, rec->opts, rec->sub_id});
+    } else {
+      persistence_->DeleteSubscription(s.client_id(), filter);
+    }
+  }
+  void StoreWillLocked(const Session& s, const mqtt::Will* will) {
+    if (!persistence_ || !s.persisted_) return;
+    if (will) {
+      persistence_->PutWill(s.client_id(), *will);
+    } else {
+      persistence_->DeleteWill(s.client_id());
+    }
+  }
 
   // Counters summed over workers plus gauges.
   StatsSnapshot Stats() const;
@@ -106,6 +166,9 @@ class Broker {
   // its share-group messages on, publishes its pending will, and frees what it held.
   void TearDown(const SessionPtr& s, const std::vector<std::string>& filters);
   void PushTimer(Timer t);
+  // Forgets a persisted session's durable state (DeleteSession) and stops persisting it. Caller holds s.mu_.
+  void UnpersistLocked(Session& s);
+  int64_t UnixMillis() const { return clock_.UnixSeconds() * 1000; }
 
   const BrokerOptions options_;
   const Clock& clock_;
@@ -116,6 +179,8 @@ class Broker {
   std::unique_ptr<RetainedStore> retained_;
   std::vector<const Authenticator*> authenticators_;
   const Authorizer* authorizer_ = nullptr;
+  Persistence* persistence_ = nullptr;
+  std::mutex retained_mu_;  // with persistence: memory and disk take a topic's retained updates in one order
 
   mutable std::mutex registry_mu_;
   std::unordered_map<std::string, SessionPtr> sessions_;  // guarded by registry_mu_

@@ -119,6 +119,66 @@ void Client::SendAck(mqtt::PacketType type, uint16_t packet_id, uint8_t reason) 
   Send(a);
 }
 
+void Client::ReplyAck(mqtt::PacketType type, uint16_t packet_id, uint8_t reason) {
+  mqtt::Ack a;
+  a.type = type;
+  a.packet_id = packet_id;
+  a.reason_code = version_ == Version::kV5 ? reason : 0;
+  Reply(std::move(a));
+}
+
+void Client::Reply(mqtt::Packet p) {
+  std::shared_ptr<Ticket> ticket;
+  if (Persistence* store = broker_.persistence()) {
+    if (!waker_) waker_ = std::make_shared<Waker>(link_);
+    auto t = std::make_shared<Ticket>();
+    const bool wait = store->Barrier([t, w = waker_](bool ok) {
+      t->state.store(ok ? 1 : 2, std::memory_order_release);
+      if (!w->pending.exchange(true, std::memory_order_acq_rel)) w->link->Wake();
+    });
+    if (wait) ticket = std::move(t);
+  }
+  if (!ticket && replies_.empty()) {
+    Send(p);
+    return;
+  }
+  replies_.push_back(PendingReply{std::move(p), std::move(ticket)});
+}
+
+void Client::FlushReplies() {
+  if (waker_) waker_->pending.store(false, std::memory_order_release);
+  size_t done = 0;
+  for (; done < replies_.size() && !closing(); ++done) {
+    PendingReply& r = replies_[done];
+    const uint8_t st = r.ticket ? r.ticket->state.load(std::memory_order_acquire) : 1;
+    if (st == 0) break;
+    if (st == 2) {
+      // The writes this reply acknowledges did not reach the disk (it is full). A v5 publisher hears
+      // 0x97 in its PUBACK / PUBREC; anything else cannot say so and ends the connection instead: the
+      // client then retries what it has not seen acknowledged.
+      auto* ack = std::get_if<mqtt::Ack>(&r.packet);
+      const bool can_refuse = ack && version_ == Version::kV5 &&
+                              (ack->type == mqtt::PacketType::kPuback || ack->type == mqtt::PacketType::kPubrec);
+      if (!can_refuse) {
+        Fail(rc::kQuotaExceeded, "storage refused the write (disk full)");
+        break;
+      }
+      if (ack->reason_code < 0x80) ack->reason_code = rc::kQuotaExceeded;
+      if (ack->type == mqtt::PacketType::kPubrec && session_) {
+        std::lock_guard lock(session_->mu_);  // refused: no PUBREL will come for it
+        if (session_->EraseIncomingQos2Locked(ack->packet_id))
+          broker_.StoreIncomingQos2Locked(*session_, ack->packet_id, false);
+      }
+    }
+    Send(r.packet);
+  }
+  if (closing()) {
+    replies_.clear();
+  } else {
+    replies_.erase(replies_.begin(), replies_.begin() + static_cast<std::ptrdiff_t>(done));
+  }
+}
+
 void Client::RejectConnect(uint8_t v5_reason, uint8_t v311_code, const char* why) {
   Counters::Add(broker_.counters(worker_).protocol_errors);
   spdlog::debug("connect refused from {}: {} (0x{:02x})", transport_.PeerAddress(), why, v5_reason);
@@ -217,13 +277,9 @@ void Client::HandleConnect(mqtt::Connect& c) {
 
   if (c.will) will_ = std::make_unique<mqtt::Will>(std::move(*c.will));
 
-  AttachResult ar = broker_.AttachSession(client_id_, c.clean_start, link_, username_);
+  AttachResult ar = broker_.AttachSession(client_id_, c.clean_start, session_expiry_, link_, username_, will_.get());
   session_ = ar.session;
   generation_ = ar.generation;
-  {
-    std::lock_guard lock(session_->mu_);
-    session_->expiry_interval_ = session_expiry_;
-  }
 
   mqtt::Connack ack;
   ack.session_present = ar.session_present;
@@ -261,6 +317,7 @@ void Client::HandleConnect(mqtt::Connect& c) {
 }
 
 void Client::HandleDisconnect(const mqtt::Disconnect& d) {
+  const bool had_will = will_ != nullptr;
   if (version_ == Version::kV5) {
     if (d.props.session_expiry_interval) {
       // MQTT-3.14.2-2: a session that was not persistent cannot become one at DISCONNECT.
@@ -276,6 +333,10 @@ void Client::HandleDisconnect(const mqtt::Disconnect& d) {
     if (d.reason_code != rc::kDisconnectWithWill) will_.reset();
   } else {
     will_.reset();
+  }
+  if (had_will && !will_) {
+    std::lock_guard lock(session_->mu_);  // a normal DISCONNECT: the will recorded at CONNECT is void
+    if (session_->link_generation_ == generation_) broker_.StoreWillLocked(*session_, nullptr);
   }
   state_ = State::kClosing;
   transport_.CloseAfterFlush();
@@ -317,30 +378,6 @@ void Client::OnShutdown() {
   OnKick(rc::kServerShuttingDown);
 }
 
-MessagePtr Client::BuildWill(uint32_t delay_seconds) const {
-  auto m = std::make_shared<Message>();
-  m->topic = will_->topic;
-  m->payload = will_->payload;
-  m->qos = will_->qos;
-  m->retain = will_->retain;
-  m->origin_client_id = client_id_;
-  const mqtt::Properties& wp = will_->props;
-  if (wp.message_expiry_interval)
-    m->expires_at = broker_.clock().Now() + std::chrono::seconds(delay_seconds) +
-                    std::chrono::seconds(*wp.message_expiry_interval);
-  if (wp.payload_format_indicator || wp.content_type || wp.response_topic || wp.correlation_data ||
-      !wp.user_properties.empty()) {
-    auto props = std::make_unique<mqtt::Properties>();
-    props->payload_format_indicator = wp.payload_format_indicator;
-    props->content_type = wp.content_type;
-    props->response_topic = wp.response_topic;
-    props->correlation_data = wp.correlation_data;
-    props->user_properties = wp.user_properties;
-    m->props = std::move(props);
-  }
-  return m;
-}
-
 void Client::OnClosed() {
   if (state_ == State::kClosed) return;
   const bool was_connected = session_ != nullptr;
@@ -360,11 +397,11 @@ void Client::OnClosed() {
     if (broker_.Allowed(who, will_->topic, Access::kWrite)) {
       const uint32_t delay = std::min(will_->props.will_delay_interval.value_or(0), session_expiry_);
       if (still_bound) {
-        broker_.ScheduleWill(session_, BuildWill(delay), delay);
+        broker_.ScheduleWill(session_, broker_.MakeWill(*will_, client_id_, delay), delay);
       } else if (ended || delay == 0) {
         // Taken over: the will goes out now unless the new connection resumed the session within
         // the will delay (MQTT 5 3.1.3.2.2).
-        broker_.Publish(BuildWill(0), worker_);
+        broker_.Publish(broker_.MakeWill(*will_, client_id_, 0), worker_);
       }
     }
     will_.reset();

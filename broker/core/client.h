@@ -4,6 +4,7 @@
 // Loop thread only: every method runs on the thread that owns the connection.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -66,12 +67,18 @@ class Client {
   void Fail(uint8_t reason, const char* why);
   void Send(const mqtt::Packet& p);
   void SendAck(mqtt::PacketType type, uint16_t packet_id, uint8_t reason);
+  // Sends a reply that acknowledges state changes (PUBACK, PUBREC, PUBREL, PUBCOMP, SUBACK, UNSUBACK).
+  // When this thread wrote durable state since its last barrier, the reply waits until those writes are
+  // on disk; every reply after a waiting one waits behind it, so acks keep the order of the packets they
+  // answer (MQTT 4.6).
+  void Reply(mqtt::Packet p);
+  void ReplyAck(mqtt::PacketType type, uint16_t packet_id, uint8_t reason);
+  // Sends the replies whose writes are durable, in order; handles the ones whose writes failed.
+  void FlushReplies();
   void ResendInflight();
   // Encodes one PUBLISH to this client; false when it exceeds the client's Maximum Packet Size.
   bool WritePublish(const Delivery& d, uint16_t packet_id, bool dup);
   bool ReasonStringAllowed() const { return request_problem_info_; }
-  // The will as a routable message, expiry counted from `delay_seconds` from now.
-  MessagePtr BuildWill(uint32_t delay_seconds) const;
 
   Broker& broker_;
   Transport& transport_;
@@ -101,6 +108,23 @@ class Client {
     std::unordered_map<std::string, uint16_t> out;     // broker -> client
   };
   std::unique_ptr<Aliases> aliases_;
+
+  // Replies waiting for storage (see Reply). A ticket is completed on the storage thread, which then wakes
+  // this connection through the waker (once per batch of completions).
+  struct Ticket {
+    std::atomic<uint8_t> state{0};  // 0 waiting, 1 durable, 2 failed
+  };
+  struct PendingReply {
+    mqtt::Packet packet;
+    std::shared_ptr<Ticket> ticket;  // null: ready (waits only for the ones before it)
+  };
+  struct Waker {
+    explicit Waker(std::shared_ptr<SessionLink> l) : link(std::move(l)) {}
+    std::shared_ptr<SessionLink> link;
+    std::atomic<bool> pending{false};
+  };
+  std::vector<PendingReply> replies_;
+  std::shared_ptr<Waker> waker_;  // allocated on the first durable wait
   Aliases& aliases() {
     if (!aliases_) aliases_ = std::make_unique<Aliases>();
     return *aliases_;

@@ -56,7 +56,7 @@ void Client::HandlePublish(mqtt::Publish& p) {
     std::lock_guard lock(session_->mu_);
     if (session_->HasIncomingQos2Locked(p.packet_id)) {
       // A duplicate of a message we already have (MQTT-4.3.3-10): acknowledge again, do not route.
-      SendAck(PacketType::kPubrec, p.packet_id, rc::kSuccess);
+      ReplyAck(PacketType::kPubrec, p.packet_id, rc::kSuccess);
       return;
     }
     if (v5 && session_->incoming_qos2_.size() >= o.receive_maximum)
@@ -69,6 +69,10 @@ void Client::HandlePublish(mqtt::Publish& p) {
     reason = rc::kNotAuthorized;
   } else if (p.props.payload_format_indicator.value_or(0) == 1 && !mqtt::IsValidMqttUtf8(p.payload)) {
     reason = rc::kPayloadFormatInvalid;
+  } else if (p.qos == 2) {
+    // A persisted publisher's QoS 2 id must be recorded; with the disk full it cannot be.
+    std::lock_guard lock(session_->mu_);
+    if (!broker_.StoreWritableLocked(*session_)) reason = rc::kQuotaExceeded;
   }
 
   if (reason == rc::kSuccess) {
@@ -89,20 +93,31 @@ void Client::HandlePublish(mqtt::Publish& p) {
       props->user_properties = std::move(p.props.user_properties);
       m->props = std::move(props);
     }
-    const size_t receivers = broker_.Publish(std::move(m), worker_);
-    if (receivers == 0 && p.qos > 0) reason = rc::kNoMatchingSubscribers;
+    const RouteResult routed = broker_.Publish(std::move(m), worker_);
+    if (routed.refused) {
+      // Persistent receivers could not take it: the disk is full (the others have it).
+      reason = rc::kQuotaExceeded;
+    } else if (routed.receivers == 0 && p.qos > 0) {
+      reason = rc::kNoMatchingSubscribers;
+    }
   } else {
     spdlog::debug("publish from {} refused: 0x{:02x}", client_id_, reason);
   }
 
+  if (p.qos > 0 && reason == rc::kQuotaExceeded && !v5) {
+    // 3.1.1 has no way to say "not stored": no ack; the client sends it again after reconnecting.
+    return Fail(rc::kQuotaExceeded, "storage refused the write (disk full)");
+  }
+  // The ack waits until the message is durable for every persisted receiver (Reply).
   if (p.qos == 1) {
-    SendAck(PacketType::kPuback, p.packet_id, reason);
+    ReplyAck(PacketType::kPuback, p.packet_id, reason);
   } else if (p.qos == 2) {
     if (reason < 0x80) {
       std::lock_guard lock(session_->mu_);
       session_->AddIncomingQos2Locked(p.packet_id);
+      broker_.StoreIncomingQos2Locked(*session_, p.packet_id, true);
     }
-    SendAck(PacketType::kPubrec, p.packet_id, reason);
+    ReplyAck(PacketType::kPubrec, p.packet_id, reason);
   }
 }
 
@@ -113,8 +128,10 @@ void Client::HandleAck(const mqtt::Ack& a) {
       {
         std::lock_guard lock(session_->mu_);
         known = session_->EraseIncomingQos2Locked(a.packet_id);
+        if (known) broker_.StoreIncomingQos2Locked(*session_, a.packet_id, false);
       }
-      SendAck(PacketType::kPubcomp, a.packet_id, known ? rc::kSuccess : rc::kPacketIdentifierNotFound);
+      // After the id is gone from disk too: a restart must not take the next message with it for a duplicate.
+      ReplyAck(PacketType::kPubcomp, a.packet_id, known ? rc::kSuccess : rc::kPacketIdentifierNotFound);
       return;
     }
     case PacketType::kPuback:
@@ -126,6 +143,7 @@ void Client::HandleAck(const mqtt::Ack& a) {
         Inflight* f = session_->FindInflightLocked(a.packet_id);
         if (!f || f->state != want) return;  // unknown or stale id: nothing to complete
         if (f->resend) --session_->inflight_resend_;  // acked from before the resume: fine, done
+        broker_.StoreRemoveLocked(*session_, f->delivery);
         session_->EraseInflightLocked(a.packet_id);
       }
       Pump();  // the window has room again
@@ -145,9 +163,11 @@ void Client::HandleAck(const mqtt::Ack& a) {
             --session_->inflight_resend_;
           }
           if (a.reason_code >= 0x80) {
+            broker_.StoreRemoveLocked(*session_, f->delivery);
             session_->EraseInflightLocked(a.packet_id);  // the receiver refused it: done
           } else {
             f->state = Inflight::State::kAwaitPubcomp;
+            broker_.StoreReleaseLocked(*session_, f->delivery);
             f->delivery.msg.reset();  // only the packet id is needed from here on
             release = true;
           }
@@ -156,10 +176,12 @@ void Client::HandleAck(const mqtt::Ack& a) {
           release = true;  // PUBREL was lost; send it again
         }
       }
+      // PUBREL only once "released" is on disk: were it lost in a crash, the message would go out again
+      // under the id the receiver has already forgotten, and be delivered twice.
       if (release) {
-        SendAck(PacketType::kPubrel, a.packet_id, rc::kSuccess);
+        ReplyAck(PacketType::kPubrel, a.packet_id, rc::kSuccess);
       } else if (!known) {
-        SendAck(PacketType::kPubrel, a.packet_id, rc::kPacketIdentifierNotFound);
+        ReplyAck(PacketType::kPubrel, a.packet_id, rc::kPacketIdentifierNotFound);
       } else {
         Pump();
       }
@@ -214,6 +236,8 @@ bool Client::WritePublish(const Delivery& d, uint16_t packet_id, bool dup) {
 
 void Client::Pump() {
   if (state_ != State::kConnected || !session_) return;
+  if (!replies_.empty()) FlushReplies();
+  if (state_ != State::kConnected) return;
   const BrokerOptions& o = broker_.options();
   const size_t window = std::min<size_t>(client_receive_max_, o.max_inflight ? o.max_inflight : 65535);
   const SteadyTime now = broker_.clock().Now();
@@ -234,6 +258,7 @@ void Client::Pump() {
     f.resend = false;
     --s.inflight_resend_;
     if (!WritePublish(f.delivery, f.packet_id, true)) {
+      broker_.StoreRemoveLocked(s, f.delivery);
       s.inflight_.erase(s.inflight_.begin() + i);
       continue;
     }
@@ -246,16 +271,27 @@ void Client::Pump() {
       return;
     }
     Delivery& d = s.queue_.front();
-    if (d.qos > 0 && active >= window) return;
+    const bool expired = d.msg->ExpiredAt(now);
+    uint16_t pid = 0;
+    if (d.qos > 0 && !expired) {
+      if (active >= window) return;
+      pid = PacketIdFor(d.seq);
+      // The id is still taken by a message 65535 deliveries older that the client has not acknowledged:
+      // this one waits for that ack.
+      if (s.FindInflightLocked(pid)) return;
+    }
     Delivery next = std::move(d);
     s.queue_.pop_front();
     s.queued_bytes_ -= next.msg->Footprint();
-    if (next.msg->ExpiredAt(now)) {
+    if (expired) {
+      broker_.StoreRemoveLocked(s, next);
       Counters::Add(c.dropped[static_cast<int>(DropCause::kExpired)]);
       continue;
     }
-    const uint16_t pid = next.qos ? s.NextPacketIdLocked() : 0;
-    if (!WritePublish(next, pid, false)) continue;
+    if (!WritePublish(next, pid, false)) {
+      broker_.StoreRemoveLocked(s, next);
+      continue;
+    }
     if (next.qos) {
       Inflight f;
       f.packet_id = pid;
@@ -285,6 +321,7 @@ void Client::ResendInflight() {
       f.resend = true;
       ++s.inflight_resend_;
     } else if (!WritePublish(f.delivery, f.packet_id, true)) {
+      broker_.StoreRemoveLocked(s, f.delivery);
       s.inflight_.erase(s.inflight_.begin() + i);
       continue;
     }

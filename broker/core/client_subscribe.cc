@@ -72,9 +72,13 @@ void Client::HandleSubscribe(const mqtt::Subscribe& sub) {
       // Taken over on another thread (the Kick is on its way to this loop): the session is no longer
       // this connection's to change, and an ended one must not go back into the tree.
       if (session_->ended_ || session_->link_generation_ != generation_) return;
-      over_quota = o.max_subscriptions_per_client && !session_->subscriptions_.count(s.filter) &&
-                   session_->subscriptions_.size() >= o.max_subscriptions_per_client;
-      if (!over_quota) session_->subscriptions_[s.filter] = SubscriptionRecord{opts, sub_id};
+      over_quota = !broker_.StoreWritableLocked(*session_) ||  // disk full: cannot be made durable
+                   (o.max_subscriptions_per_client && !session_->subscriptions_.count(s.filter) &&
+                    session_->subscriptions_.size() >= o.max_subscriptions_per_client);
+      if (!over_quota) {
+        const SubscriptionRecord& rec = session_->subscriptions_[s.filter] = SubscriptionRecord{opts, sub_id};
+        broker_.StoreSubscriptionLocked(*session_, s.filter, &rec);
+      }
     }
     if (over_quota) {
       refuse(rc::kQuotaExceeded);
@@ -94,7 +98,7 @@ void Client::HandleSubscribe(const mqtt::Subscribe& sub) {
     ack.reason_codes.push_back(opts.qos);
     if (!shared) granted.push_back(Granted{std::string(filter), opts, existed});
   }
-  Send(ack);
+  Reply(std::move(ack));  // once the subscriptions are durable
 
   // Retained messages (MQTT-3.3.1-9..11), queued behind the SUBACK.
   for (const Granted& g : granted) {
@@ -124,6 +128,7 @@ void Client::HandleUnsubscribe(const mqtt::Unsubscribe& u) {
     {
       std::lock_guard lock(session_->mu_);
       had = session_->subscriptions_.erase(f) > 0;
+      if (had) broker_.StoreSubscriptionLocked(*session_, f, nullptr);
     }
     if (had) broker_.tree().Unsubscribe(session_.get(), f);
     if (version_ == Version::kV5) ack.reason_codes.push_back(had ? rc::kSuccess : rc::kNoSubscriptionExisted);
@@ -131,7 +136,7 @@ void Client::HandleUnsubscribe(const mqtt::Unsubscribe& u) {
     SharedFilter sf;
     if (had && ParseSharedFilter(f, &sf)) broker_.RerouteShared(session_, &f, worker_);
   }
-  Send(ack);
+  Reply(std::move(ack));
 }
 
 }  // namespace parley::broker

@@ -31,6 +31,7 @@ class RingQueue {
     ++size_;
   }
   T& front() { return buf_[head_]; }
+  T& back() { return (*this)[size_ - 1]; }
   T& operator[](size_t i) { return buf_[(head_ + i) & (cap_ - 1)]; }
   void pop_front() {
     buf_[head_].~T();

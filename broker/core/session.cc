@@ -46,6 +46,7 @@ EnqueueResult Session::EnqueueLocked(Delivery d, uint32_t max_messages, uint64_t
     r.dropped_other = static_cast<uint32_t>(victims);
   }
   queued_bytes_ += bytes;
+  d.seq = d.qos ? next_seq_++ : 0;
   queue_.push_back(std::move(d));
   r.queued = true;
   if (link_ && !wake_pending_) {
@@ -65,14 +66,6 @@ void Session::EraseInflightLocked(uint16_t packet_id) {
   auto it = std::find_if(inflight_.begin(), inflight_.end(),
                          [&](const Inflight& f) { return f.packet_id == packet_id; });
   if (it != inflight_.end()) inflight_.erase(it);
-}
-
-uint16_t Session::NextPacketIdLocked() {
-  for (;;) {
-    uint16_t id = next_packet_id_++;
-    if (next_packet_id_ == 0) next_packet_id_ = 1;
-    if (id != 0 && !FindInflightLocked(id)) return id;
-  }
 }
 
 }  // namespace parley::broker

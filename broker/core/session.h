@@ -28,7 +28,15 @@ struct Delivery {
   bool retain = false;                // RETAIN flag as this receiver sees it
   std::vector<uint32_t> sub_ids;      // subscription identifiers of every matching subscription
   std::shared_ptr<const std::string> shared_group;  // "$share/g/filter" when routed via a share group
+  // QoS 1/2: the session's sequence number for it, assigned when queued (0 until then, and for QoS 0).
+  // The packet id derives from it (PacketIdFor), so it survives a restart without a write per send.
+  uint64_t seq = 0;
 };
+
+// The packet id of a QoS 1/2 delivery: its sequence number counted round 1..65535. Deterministic, so the
+// ids of messages in flight when the broker stopped are the same after the restart (QoS 2 exactly once
+// depends on it); a queued message whose id is still in flight waits for that ack (Client::Pump).
+inline uint16_t PacketIdFor(uint64_t seq) { return static_cast<uint16_t>((seq - 1) % 65535 + 1); }
 
 // An outgoing QoS 1/2 message awaiting the receiver's ack.
 struct Inflight {
@@ -47,7 +55,9 @@ struct SubscriptionRecord {
 };
 
 // Why messages were dropped instead of queued (counted per broker; docs/architecture.md "Queues").
-enum class DropCause : uint8_t { kQueueFull, kExpired, kTooLarge, kQoS0Offline, kCount };
+// kStorage: refused for a persisted session because storage refuses writes (disk full); the publisher
+// hears 0x97.
+enum class DropCause : uint8_t { kQueueFull, kExpired, kTooLarge, kQoS0Offline, kStorage, kCount };
 
 struct EnqueueResult {
   bool queued = false;
@@ -78,7 +88,10 @@ class Session {
   uint64_t queued_bytes_ = 0;
   std::vector<Inflight> inflight_;     // sent, awaiting ack; in send order
   size_t inflight_resend_ = 0;         // entries of inflight_ with `resend` set
-  uint16_t next_packet_id_ = 1;
+  uint64_t next_seq_ = 1;              // sequence number of the next QoS 1/2 delivery (Delivery::seq)
+  // Written to the Persistence port: a store is configured and the expiry interval is > 0. Every change of
+  // its persistent state is then reported there, under mu_ (so disk order follows memory order).
+  bool persisted_ = false;
   // QoS 2 PUBLISH received, PUBREC sent, PUBREL not yet. At most Receive Maximum ids (v5), usually a
   // handful: a flat vector is smaller than a hash set (idle sessions count) and as fast at this size.
   std::vector<uint16_t> incoming_qos2_;
@@ -90,8 +103,6 @@ class Session {
 
   // Queues `d` subject to the limits. Caller holds mu_.
   EnqueueResult EnqueueLocked(Delivery d, uint32_t max_messages, uint64_t max_bytes, bool queue_qos0_offline);
-  // Next free outgoing packet id (skips ids in flight). Caller holds mu_. Requires inflight_ not full.
-  uint16_t NextPacketIdLocked();
   Inflight* FindInflightLocked(uint16_t packet_id);
   bool HasIncomingQos2Locked(uint16_t id) const {
     for (uint16_t x : incoming_qos2_)

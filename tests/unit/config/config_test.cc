@@ -135,6 +135,11 @@ acl_file = "/etc/parley/acl"
 [sys]
 enabled = false
 interval = "1m"
+
+[storage]
+enabled = false
+durability = "batch"
+batch_interval = "200ms"
 )");
   CHECK(c.workers == 8);
   CHECK(c.data_dir == "/var/lib/parley");
@@ -169,6 +174,9 @@ interval = "1m"
   CHECK(c.auth.acl_file == "/etc/parley/acl");
   CHECK_FALSE(c.sys.enabled);
   CHECK(c.sys.interval == Seconds(60));
+  CHECK_FALSE(c.storage.enabled);
+  CHECK(c.storage.durability == "batch");
+  CHECK(c.storage.batch_interval == Milliseconds(200));
 }
 
 TEST_CASE("inline array of listener tables is accepted") {
@@ -253,6 +261,9 @@ TEST_CASE("durations must be strings with a unit") {
         "ms, s, m, h or d (e.g. \"10s\", \"500ms\")");
   CHECK(ErrorOf(l + "[sys]\ninterval = \"1500ms\"\n") ==
         "t.toml:4: sys.interval: must be a whole number of seconds (got \"1500ms\")");
+  CHECK(ErrorOf(l + "[storage]\ndurability = \"always\"\n").starts_with("t.toml:4: storage.durability: "));
+  CHECK(ErrorOf(l + "[storage]\nbatch_interval = \"0ms\"\n") ==
+        "t.toml:4: storage.batch_interval: must be between 1ms and 1m (got \"0ms\")");
   CHECK(ErrorOf(l + "[sys]\ninterval = \"0s\"\n") ==
         "t.toml:4: sys.interval: must be between 1s and 1d (got \"0s\")");
   CHECK(ErrorOf(l + "[limits]\nmax_keep_alive = \"0s\"\n") ==
@@ -534,6 +545,9 @@ const char* const kAllKeys[] = {
     "data_dir",
     "log.level",
     "log.format",
+    "storage.enabled",
+    "storage.durability",
+    "storage.batch_interval",
     "listener.name",
     "listener.bind",
     "listener.port",

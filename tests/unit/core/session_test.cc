@@ -214,53 +214,42 @@ TEST_CASE("session: one wake per batch") {
   CHECK_FALSE(s.EnqueueLocked(D("d", 1), 1, 0, false).wake);
 }
 
-TEST_CASE("session: packet ids") {
+TEST_CASE("session: packet ids derive from the delivery sequence") {
+  // 1..65535, never 0, wrapping; consecutive sequence numbers get consecutive ids.
+  CHECK(PacketIdFor(1) == 1);
+  CHECK(PacketIdFor(2) == 2);
+  CHECK(PacketIdFor(65535) == 65535);
+  CHECK(PacketIdFor(65536) == 1);
+  CHECK(PacketIdFor(65535ull * 3 + 7) == 7);
+  for (uint64_t seq = 1; seq < 200'000; seq += 997) {
+    CHECK(PacketIdFor(seq) != 0);
+    CHECK(PacketIdFor(seq + 65535) == PacketIdFor(seq));
+  }
+
+  // Only QoS 1/2 deliveries take a sequence number, in enqueue order.
   Session s{"c", 1};
   std::lock_guard lock(s.mu_);
-  CHECK(s.NextPacketIdLocked() == 1);
-  CHECK(s.NextPacketIdLocked() == 2);
-  CHECK(s.NextPacketIdLocked() == 3);
+  s.link_ = std::make_shared<NullLink>();
+  REQUIRE(s.EnqueueLocked(D("a", 1), 0, 0, false).queued);
+  REQUIRE(s.EnqueueLocked(D("b", 0), 0, 0, false).queued);
+  REQUIRE(s.EnqueueLocked(D("c", 2), 0, 0, false).queued);
+  CHECK(s.queue_[0].seq == 1);
+  CHECK(s.queue_[1].seq == 0);
+  CHECK(s.queue_[2].seq == 2);
+  CHECK(s.next_seq_ == 3);
 
-  // Ids still in flight are skipped.
-  auto in_flight = [](uint16_t id, Inflight::State st) {
+  // Find and erase in-flight entries by packet id.
+  for (uint16_t id : {4, 5, 7}) {
     Inflight f;
     f.packet_id = id;
-    f.state = st;
-    return f;
-  };
-  for (uint16_t id : {4, 5, 7}) s.inflight_.push_back(in_flight(id, Inflight::State::kAwaitPuback));
-  CHECK(s.NextPacketIdLocked() == 6);
-  CHECK(s.NextPacketIdLocked() == 8);
-
-  // Wrap after 65535, never 0, still skipping what is in flight.
-  s.next_packet_id_ = 65534;
-  s.inflight_.push_back(in_flight(65535, Inflight::State::kAwaitPubrec));
-  s.inflight_.push_back(in_flight(1, Inflight::State::kAwaitPubcomp));
-  CHECK(s.NextPacketIdLocked() == 65534);
-  CHECK(s.NextPacketIdLocked() == 2);
-  CHECK(s.NextPacketIdLocked() == 3);
-
-  // Find and erase.
-  REQUIRE(s.FindInflightLocked(65535) != nullptr);
-  CHECK(s.FindInflightLocked(65535)->state == Inflight::State::kAwaitPubrec);
+    s.inflight_.push_back(std::move(f));
+  }
+  REQUIRE(s.FindInflightLocked(5) != nullptr);
   CHECK(s.FindInflightLocked(6) == nullptr);
   s.EraseInflightLocked(5);
   s.EraseInflightLocked(6);  // absent: no effect
-  CHECK(s.inflight_.size() == 4);
+  CHECK(s.inflight_.size() == 2);
   CHECK(s.FindInflightLocked(5) == nullptr);
-  CHECK(s.NextPacketIdLocked() == 5);  // freed ids come back when the counter reaches them
-
-  // A full cycle hands out every free id exactly once.
-  Session t{"d", 2};
-  std::lock_guard lock2(t.mu_);
-  std::vector<bool> seen(65536, false);
-  for (int i = 0; i < 65535; ++i) {
-    const uint16_t id = t.NextPacketIdLocked();
-    REQUIRE(id != 0);
-    REQUIRE_FALSE(seen[id]);
-    seen[id] = true;
-  }
-  CHECK(t.NextPacketIdLocked() == 1);
 }
 
 }  // namespace
