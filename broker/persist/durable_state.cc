@@ -15,7 +15,7 @@ namespace {
 
 // The writes the calling thread made since its last Barrier share one failure flag.
 struct Scope {
-  const DurableState* owner = nullptr;
+  uint64_t owner = 0;  // DurableState::instance_ (not its address, which a later instance may reuse)
   std::shared_ptr<std::atomic<bool>> failed;
 };
 thread_local Scope tl_scope;
@@ -39,8 +39,12 @@ storage::Status Corrupt(Fam fam, std::string_view key, const char* what) {
 
 }  // namespace
 
+namespace {
+std::atomic<uint64_t> next_instance{1};
+}  // namespace
+
 DurableState::DurableState(storage::Store* store, storage::WriteExecutor* executor, const Clock& clock)
-    : store_(store), executor_(executor), clock_(clock) {}
+    : store_(store), executor_(executor), clock_(clock), instance_(next_instance.fetch_add(1)) {}
 
 DurableState::~DurableState() = default;
 
@@ -60,8 +64,8 @@ void DurableState::Submit(WriteBatch batch) {
 
 void DurableState::SubmitLocked(WriteBatch batch) {
   Scope& scope = tl_scope;
-  if (scope.owner != this || !scope.failed) {
-    scope.owner = this;
+  if (scope.owner != instance_ || !scope.failed) {
+    scope.owner = instance_;
     scope.failed = std::make_shared<std::atomic<bool>>(false);
   }
   auto failed = scope.failed;
@@ -82,8 +86,9 @@ void DurableState::OnWriteFailed(const storage::Status& st) {
     spdlog::error("storage: disk full; refusing new persistent messages and subscriptions (0x97) until space "
                   "returns: {}",
                   st.ToString());
-  // At most one line a second: a full disk fails every write.
-  const int64_t now = clock_.UnixSeconds();
+  // At most one line a second: a full disk fails every write. (Real time: this runs on the storage thread.)
+  const int64_t now = std::chrono::duration_cast<std::chrono::seconds>(
+                          std::chrono::steady_clock::now().time_since_epoch()).count();
   int64_t last = last_error_log_.load(std::memory_order_relaxed);
   if (now > last && last_error_log_.compare_exchange_strong(last, now))
     spdlog::error("storage: write failed: {}", st.ToString());
@@ -214,7 +219,7 @@ void DurableState::PutRetained(const MessagePtr& msg) {
 
 bool DurableState::Barrier(std::function<void(bool ok)> done) {
   Scope& scope = tl_scope;
-  if (scope.owner != this || !scope.failed) return false;  // nothing written since the last barrier
+  if (scope.owner != instance_ || !scope.failed) return false;  // nothing written since the last barrier
   std::shared_ptr<std::atomic<bool>> failed = std::move(scope.failed);
   scope.failed.reset();
   // Post runs after every batch submitted before it has been written with the configured durability.
@@ -226,7 +231,7 @@ bool DurableState::Barrier(std::function<void(bool ok)> done) {
 void DurableState::Maintain() {
   if (writable_.load(std::memory_order_acquire) || probing_.exchange(true)) return;
   WriteBatch b;
-  b.Put(Fam::kMeta, kProbeKey, std::to_string(clock_.UnixSeconds()));
+  b.Put(Fam::kMeta, kProbeKey, "probe");
   const bool accepted = executor_->Submit(std::move(b), [this](const storage::Status& st) {
     if (st.ok() && !writable_.exchange(true, std::memory_order_acq_rel))
       spdlog::info("storage: writes succeed again; accepting persistent messages");

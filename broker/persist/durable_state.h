@@ -93,6 +93,7 @@ class DurableState final : public Persistence {
   storage::Store* const store_;
   storage::WriteExecutor* const executor_;
   const Clock& clock_;
+  const uint64_t instance_;  // unique per process: keys the calling thread's barrier scope
 
   mutable std::mutex mu_;
   std::unordered_map<const Message*, Body> bodies_;  // guarded by mu_
