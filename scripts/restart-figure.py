@@ -152,6 +152,7 @@ def main():
     ap.add_argument("--port", type=int, default=18870)
     ap.add_argument("--durability", default="fsync")
     ap.add_argument("--sample", type=int, default=200, help="sessions drained after the restart to check contents")
+    ap.add_argument("--keep", help="copy the data dir, as the kill left it, to this path (for profiling a load)")
     args = ap.parse_args()
 
     work = tempfile.mkdtemp(prefix="parley-restart-")
@@ -182,6 +183,7 @@ def main():
                 s.sendall(DISCONNECT)
                 s.close()
         t_sessions = time.monotonic() - t0
+        print(f"[{t_sessions:.1f}s] {args.sessions} sessions created", file=sys.stderr, flush=True)
 
         # 2. Messages: half fanned out to all sessions (one body each), half distinct per session.
         t0 = time.monotonic()
@@ -194,6 +196,7 @@ def main():
         for k in range(fan):
             pub.sendall(publish("all/x", b"fan-%d" % k, k + 1))
             expect(reader, deadline, [4])  # each PUBACK waits for every session's row on disk
+            print(f"fan-out message {k + 1}/{fan} acknowledged", file=sys.stderr, flush=True)
         pid, window, outstanding = fan, 64, 0
         for i in range(args.sessions):
             for k in range(distinct):
@@ -214,6 +217,8 @@ def main():
         broker.send_signal(signal.SIGKILL)
         broker.wait()
         size = du(os.path.join(work, "data"))
+        if args.keep:
+            shutil.copytree(os.path.join(work, "data"), args.keep)
         t0 = time.monotonic()
         broker = start()
         s = open_sock(args.port, time.monotonic() + 300)

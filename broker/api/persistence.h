@@ -96,6 +96,8 @@ class Persistence {
   // False while new writes are being refused (the disk is full); the broker then refuses new persistent
   // work with 0x97 Quota exceeded. Turns true again by itself once a write succeeds (see Maintain).
   virtual bool Writable() const = 0;
+  // True if the calling thread made writes since its previous Barrier (cheap: lets callers skip Barrier).
+  virtual bool PendingWrites() const = 0;
   // If the calling thread made writes since its previous Barrier: arranges for `done(ok)` to run once they
   // (and every write made before this call, by any thread) are durable under the configured policy, `ok`
   // false if one of them failed, and returns true. Otherwise returns false and never calls `done`: there is

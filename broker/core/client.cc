@@ -129,7 +129,8 @@ void Client::ReplyAck(mqtt::PacketType type, uint16_t packet_id, uint8_t reason)
 
 void Client::Reply(mqtt::Packet p) {
   std::shared_ptr<Ticket> ticket;
-  if (Persistence* store = broker_.persistence()) {
+  Persistence* store = broker_.persistence();
+  if (store && store->PendingWrites()) {
     if (!waker_) waker_ = std::make_shared<Waker>(link_);
     auto t = std::make_shared<Ticket>();
     const bool wait = store->Barrier([t, w = waker_](bool ok) {
@@ -146,7 +147,6 @@ void Client::Reply(mqtt::Packet p) {
 }
 
 void Client::FlushReplies() {
-  if (waker_) waker_->pending.store(false, std::memory_order_release);
   size_t done = 0;
   for (; done < replies_.size() && !closing(); ++done) {
     PendingReply& r = replies_[done];

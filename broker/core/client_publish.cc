@@ -236,6 +236,9 @@ bool Client::WritePublish(const Delivery& d, uint16_t packet_id, bool dup) {
 
 void Client::Pump() {
   if (state_ != State::kConnected || !session_) return;
+  // Re-arm the reply waker on every pump, not only when replies wait: a wake that found nothing to send must
+  // not leave the flag set, or the next completed reply would never wake us.
+  if (waker_) waker_->pending.store(false, std::memory_order_release);
   if (!replies_.empty()) FlushReplies();
   if (state_ != State::kConnected) return;
   const BrokerOptions& o = broker_.options();

@@ -63,6 +63,12 @@ void Worker::Start() {
   thread_ = std::thread([this] {
     thread_id_.store(std::this_thread::get_id(), std::memory_order_release);
     uv_run(&loop_, UV_RUN_DEFAULT);
+    {
+      // From now on posts are dropped: the async handle is about to close, and other threads (the storage
+      // thread completing acks, publishers waking sessions) may still try to reach this loop.
+      std::lock_guard lock(post_mu_);
+      stopped_ = true;
+    }
     // Close whatever is left so uv_loop_close succeeds.
     uv_walk(&loop_, [](uv_handle_t* h, void*) { if (!uv_is_closing(h)) uv_close(h, nullptr); }, nullptr);
     uv_run(&loop_, UV_RUN_DEFAULT);
@@ -73,21 +79,19 @@ void Worker::Join() {
   if (thread_.joinable()) thread_.join();
 }
 
+// uv_async_send is called with post_mu_ held so that it can never race with the handle's close (stopped_).
 void Worker::Post(std::function<void()> fn) {
-  {
-    std::lock_guard lock(post_mu_);
-    posted_.push_back(std::move(fn));
-  }
+  std::lock_guard lock(post_mu_);
+  if (stopped_) return;
+  posted_.push_back(std::move(fn));
   uv_async_send(&async_);
 }
 
 void Worker::PostWake(std::shared_ptr<Link> link) {
-  bool first;
-  {
-    std::lock_guard lock(post_mu_);
-    first = posted_.empty() && wakes_.empty();
-    wakes_.push_back(std::move(link));
-  }
+  std::lock_guard lock(post_mu_);
+  if (stopped_) return;
+  const bool first = posted_.empty() && wakes_.empty();
+  wakes_.push_back(std::move(link));
   if (first) uv_async_send(&async_);
 }
 

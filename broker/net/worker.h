@@ -82,6 +82,7 @@ class Worker {
   std::mutex post_mu_;
   std::vector<std::function<void()>> posted_;   // guarded by post_mu_
   std::vector<std::shared_ptr<Link>> wakes_;    // guarded by post_mu_
+  bool stopped_ = false;                        // guarded by post_mu_: the loop has ended; posts are dropped
   std::vector<std::function<void()>> run_tasks_;  // loop thread: swapped out of posted_
   std::vector<std::shared_ptr<Link>> run_wakes_;  // loop thread
 

@@ -217,6 +217,11 @@ void DurableState::PutRetained(const MessagePtr& msg) {
   Submit(std::move(b));
 }
 
+bool DurableState::PendingWrites() const {
+  const Scope& scope = tl_scope;
+  return scope.owner == instance_ && scope.failed;
+}
+
 bool DurableState::Barrier(std::function<void(bool ok)> done) {
   Scope& scope = tl_scope;
   if (scope.owner != instance_ || !scope.failed) return false;  // nothing written since the last barrier

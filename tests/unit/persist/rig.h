@@ -77,15 +77,19 @@ struct Rig {
   size_t last_load = 0;
 };
 
-// Pumps `p` until it has written at least `n` packets (acks arrive when the storage thread completes
-// them), or 5 s pass. Returns what it got.
+// Collects what `p` writes until it has at least `n` packets, or 5 s pass. Like the network layer, it pumps
+// the client only when its link was woken (acks arrive when the storage thread completes them and wakes the
+// connection), so a completion that fails to wake the connection fails the test.
 inline std::vector<mqtt::Packet> Await(broker::testing::Peer& p, size_t n) {
-  std::vector<mqtt::Packet> got;
+  std::vector<mqtt::Packet> got = p.Take();
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
   while (got.size() < n && std::chrono::steady_clock::now() < deadline) {
-    p.client->Pump();
-    for (auto& x : p.Take()) got.push_back(std::move(x));
-    if (got.size() < n) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    if (p.link->wakes.exchange(0) > 0) {
+      p.client->Pump();
+      for (auto& x : p.Take()) got.push_back(std::move(x));
+    } else {
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
   }
   return got;
 }
