@@ -116,18 +116,13 @@ void WriteExecutor::Run() {
 }
 
 void WriteExecutor::Process(std::deque<Item>* items) {
+  // Tasks do not cut a group: cutting one per Barrier-style task would cost an fsync per task under load,
+  // which is exactly when group commit matters. A task runs after the group that holds it is written, in
+  // its place among the callbacks, so it still follows every batch submitted before it.
   size_t begin = 0, bytes = 0;
   for (size_t i = 0; i < items->size(); ++i) {
     Item& item = (*items)[i];
-    if (item.task) {
-      // Everything submitted before the task is written and acknowledged before it runs.
-      WriteGroup(items, begin, i, bytes);
-      bytes = 0;
-      begin = i + 1;
-      item.task();
-      tasks_.fetch_add(1, std::memory_order_relaxed);
-      continue;
-    }
+    if (item.task) continue;
     bytes += item.batch.ByteSize();
     if (bytes >= options_.max_group_bytes) {
       WriteGroup(items, begin, i + 1, bytes);
@@ -142,7 +137,7 @@ void WriteExecutor::WriteGroup(std::deque<Item>* items, size_t begin, size_t end
   if (begin >= end) return;
   // A batch naming an unknown family fails alone instead of failing the whole group.
   const uint32_t families = store_->family_count();
-  auto valid = [&](const Item& it) { return it.batch.FamilyLimit() <= families; };
+  auto valid = [&](const Item& it) { return !it.task && it.batch.FamilyLimit() <= families; };
   size_t n = 0;
   const WriteBatch* one = nullptr;
   for (size_t i = begin; i < end; ++i) {
@@ -178,6 +173,11 @@ void WriteExecutor::WriteGroup(std::deque<Item>* items, size_t begin, size_t end
   const Status unknown_family = Status::InvalidArgument("write batch uses an unknown column family");
   for (size_t i = begin; i < end; ++i) {
     Item& item = (*items)[i];
+    if (item.task) {
+      item.task();
+      tasks_.fetch_add(1, std::memory_order_relaxed);
+      continue;
+    }
     const Status& s = valid(item) ? status : unknown_family;
     if (!s.ok()) failed_batches_.fetch_add(1, std::memory_order_relaxed);
     if (item.done) item.done(s);

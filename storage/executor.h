@@ -84,7 +84,9 @@ class WriteExecutor {
   bool Submit(WriteBatch batch, Done done);
 
   // Runs `task` on the executor thread after every batch submitted before it has been written and
-  // acknowledged. False when shutting down (the task is dropped). Not bounded by max_queue_bytes. Any thread.
+  // acknowledged (batches submitted after it may already be written too: a task never splits a group, so
+  // it costs no extra fsync). False when shutting down (the task is dropped). Not bounded by
+  // max_queue_bytes. Any thread.
   bool Post(std::function<void()> task);
 
   // Stops accepting work, drains the queue (every accepted batch is written and its done called, every

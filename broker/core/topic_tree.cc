@@ -36,10 +36,65 @@ struct TopicTree::Entry {
   uint32_t sub_id = 0;
 };
 
+// The subscribers of one node (or share group). A flat vector, which Collect walks; once it is long, also a
+// hash index from session to position, so that subscribing and unsubscribing stay O(1) when 100,000
+// sessions share one topic (a broadcast topic, or a restart restoring them all) instead of O(n) each.
+class TopicTree::Subscribers {
+ public:
+  const std::vector<Entry>& entries() const { return v_; }
+  bool empty() const { return v_.empty(); }
+  size_t size() const { return v_.size(); }
+
+  Entry* Find(const Session* s) {
+    if (index_) {
+      auto it = index_->find(s);
+      return it == index_->end() ? nullptr : &v_[it->second];
+    }
+    for (auto& e : v_)
+      if (e.session.get() == s) return &e;
+    return nullptr;
+  }
+  void Add(Entry e) {
+    if (index_) index_->emplace(e.session.get(), static_cast<uint32_t>(v_.size()));
+    v_.push_back(std::move(e));
+    if (!index_ && v_.size() > kIndexAbove) {
+      index_ = std::make_unique<std::unordered_map<const Session*, uint32_t>>();
+      index_->reserve(v_.size() * 2);
+      for (uint32_t i = 0; i < v_.size(); ++i) index_->emplace(v_[i].session.get(), i);
+    }
+  }
+  // Removes `s`'s entry (the last entry takes its place); false if it had none.
+  bool Remove(const Session* s) {
+    size_t pos;
+    if (index_) {
+      auto it = index_->find(s);
+      if (it == index_->end()) return false;
+      pos = it->second;
+      index_->erase(it);
+    } else {
+      pos = 0;
+      while (pos < v_.size() && v_[pos].session.get() != s) ++pos;
+      if (pos == v_.size()) return false;
+    }
+    if (pos + 1 != v_.size()) {
+      v_[pos] = std::move(v_.back());
+      if (index_) (*index_)[v_[pos].session.get()] = static_cast<uint32_t>(pos);
+    }
+    v_.pop_back();
+    if (index_ && v_.size() < kIndexAbove / 2) index_.reset();
+    return true;
+  }
+
+ private:
+  static constexpr size_t kIndexAbove = 32;
+  std::vector<Entry> v_;
+  std::unique_ptr<std::unordered_map<const Session*, uint32_t>> index_;
+};
+
 struct TopicTree::SharedGroup {
   std::string name;
   std::shared_ptr<const std::string> key;  // "$share/name/filter"
-  std::vector<Entry> members;
+  Subscribers members;
   mutable std::atomic<size_t> next{0};
 };
 
@@ -47,7 +102,7 @@ struct TopicTree::Node {
   std::unordered_map<std::string, std::unique_ptr<Node>, StringHash, std::equal_to<>> children;
   std::unique_ptr<Node> plus;
   std::unique_ptr<Node> hash;
-  std::vector<Entry> subs;
+  Subscribers subs;
   std::vector<std::unique_ptr<SharedGroup>> groups;
 
   bool Empty() const { return children.empty() && !plus && !hash && subs.empty() && groups.empty(); }
@@ -98,7 +153,7 @@ bool TopicTree::Subscribe(const SessionPtr& session, std::string_view filter, co
   Node* node = root_.get();
   for (auto level : levels) node = node->ChildOrCreate(level);
 
-  std::vector<Entry>* entries = &node->subs;
+  Subscribers* entries = &node->subs;
   if (shared) {
     SharedGroup* group = nullptr;
     for (auto& g : node->groups)
@@ -111,14 +166,12 @@ bool TopicTree::Subscribe(const SessionPtr& session, std::string_view filter, co
     }
     entries = &group->members;
   }
-  for (auto& e : *entries) {
-    if (e.session.get() == session.get()) {
-      e.opts = opts;
-      e.sub_id = sub_id;
-      return true;
-    }
+  if (Entry* e = entries->Find(session.get())) {
+    e->opts = opts;
+    e->sub_id = sub_id;
+    return true;
   }
-  entries->push_back(Entry{session, opts, sub_id});
+  entries->Add(Entry{session, opts, sub_id});
   count_.fetch_add(1, std::memory_order_relaxed);
   return false;
 }
@@ -140,12 +193,7 @@ bool TopicTree::Unsubscribe(const Session* session, std::string_view filter) {
   }
   Node* node = trail.back();
   bool removed = false;
-  auto erase_from = [&](std::vector<Entry>& v) {
-    auto it = std::find_if(v.begin(), v.end(), [&](const Entry& e) { return e.session.get() == session; });
-    if (it == v.end()) return;
-    v.erase(it);
-    removed = true;
-  };
+  auto erase_from = [&](Subscribers& v) { removed = v.Remove(session); };
   if (shared) {
     for (size_t i = 0; i < node->groups.size(); ++i) {
       if (node->groups[i]->name != sf.group) continue;
@@ -180,7 +228,7 @@ void TopicTree::Collect(std::string_view topic, std::string_view origin_client_i
   auto add_node = [&](const Node* n) {
     if (!n->subs.empty()) {
       ++nodes_with_subs;
-      for (const auto& e : n->subs) hits.push_back(&e);
+      for (const auto& e : n->subs.entries()) hits.push_back(&e);
     }
     for (const auto& g : n->groups) groups.push_back(g.get());
   };
@@ -231,7 +279,7 @@ void TopicTree::Collect(std::string_view topic, std::string_view origin_client_i
     const size_t start = g->next.fetch_add(1, std::memory_order_relaxed);
     const Entry* chosen = nullptr;
     for (size_t k = 0; k < size; ++k) {
-      const Entry& e = g->members[(start + k) % size];
+      const Entry& e = g->members.entries()[(start + k) % size];
       if (e.session->online_.load(std::memory_order_relaxed)) {
         chosen = &e;
         // Continue the rotation after the member chosen, not after the offline ones skipped: else the
@@ -240,7 +288,7 @@ void TopicTree::Collect(std::string_view topic, std::string_view origin_client_i
         break;
       }
     }
-    if (!chosen) chosen = &g->members[start % size];
+    if (!chosen) chosen = &g->members.entries()[start % size];
     Match m{chosen->session, chosen->opts.qos, chosen->opts.retain_as_published, {}, g->key};
     if (chosen->sub_id) m.sub_ids.push_back(chosen->sub_id);
     out->push_back(std::move(m));
@@ -264,7 +312,7 @@ SessionPtr TopicTree::PickSharedMember(const std::string& shared_group, const Se
     const size_t start = g->next.fetch_add(1, std::memory_order_relaxed);
     SessionPtr fallback;
     for (size_t k = 0; k < size; ++k) {
-      const Entry& e = g->members[(start + k) % size];
+      const Entry& e = g->members.entries()[(start + k) % size];
       if (e.session.get() == exclude) continue;
       if (e.session->online_.load(std::memory_order_relaxed)) return e.session;
       if (!fallback) fallback = e.session;

@@ -62,6 +62,7 @@ class TopicTree {
  private:
   struct Node;
   struct Entry;
+  class Subscribers;
   struct SharedGroup;
   mutable std::shared_mutex mu_;
   std::unique_ptr<Node> root_;

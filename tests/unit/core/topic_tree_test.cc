@@ -597,5 +597,47 @@ TEST_CASE("topic tree: randomized share groups always yield one member of each m
   }
 }
 
+TEST_CASE("topic tree: thousands of sessions on one topic subscribe and unsubscribe") {
+  // Past a few dozen subscribers a node indexes them; behaviour must not change across that threshold.
+  TopicTree tree;
+  std::vector<SessionPtr> sessions;
+  mqtt::SubscribeOptions o;
+  o.qos = 1;
+  for (int i = 0; i < 3000; ++i) {
+    sessions.push_back(MakeSession("s" + std::to_string(i)));
+    CHECK_FALSE(tree.Subscribe(sessions.back(), "all/x", o, 0));
+    CHECK_FALSE(tree.Subscribe(sessions.back(), "$share/g/all/x", o, 0));
+  }
+  CHECK(tree.SubscriptionCount() == 6000);
+  o.qos = 2;
+  CHECK(tree.Subscribe(sessions[1234], "all/x", o, 9));  // replaces, does not add
+  CHECK(tree.SubscriptionCount() == 6000);
+  // Remove all but every 100th (down through the threshold, so the index goes away again).
+  for (int i = 0; i < 3000; ++i) {
+    if (i % 100 == 0) continue;
+    CHECK(tree.Unsubscribe(sessions[i].get(), "all/x"));
+    CHECK(tree.Unsubscribe(sessions[i].get(), "$share/g/all/x"));
+    CHECK_FALSE(tree.Unsubscribe(sessions[i].get(), "all/x"));
+  }
+  CHECK(tree.SubscriptionCount() == 60);
+  std::vector<Match> m;
+  tree.Collect("all/x", "", &m);
+  std::set<const Session*> got;
+  size_t shared = 0;
+  for (const Match& x : m) {
+    if (x.shared_group) {
+      ++shared;
+      continue;
+    }
+    got.insert(x.session.get());
+  }
+  CHECK(shared == 1);  // one member of the group
+  REQUIRE(got.size() == 30);
+  for (int i = 0; i < 3000; i += 100) CHECK(got.count(sessions[i].get()) == 1);
+  // Re-subscribing after the index was dropped still finds the existing entry.
+  CHECK(tree.Subscribe(sessions[0], "all/x", o, 0));
+  CHECK(tree.SubscriptionCount() == 60);
+}
+
 }  // namespace
 }  // namespace parley::broker
