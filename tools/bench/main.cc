@@ -1,0 +1,117 @@
+// parley-bench: an MQTT load generator. One process, one libuv loop per --threads, many connections;
+// every run is bounded by --duration (and --count) and stops by itself. See tools/README.md.
+#include <CLI/CLI.hpp>
+
+#include <csignal>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "tools/bench/report.h"
+#include "tools/bench/scenario.h"
+
+namespace {
+
+using parley::bench::Options;
+
+void OnSignal(int) { parley::bench::g_interrupts.fetch_add(1); }
+
+void AddCommon(CLI::App* sc, Options& o) {
+  // The last occurrence wins, so scripts can append overrides to a fixed command line.
+  sc->option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+  sc->add_option("--host", o.host, "broker address (the only host connected to)")->capture_default_str();
+  sc->add_option("--port", o.port, "broker port")->capture_default_str();
+  sc->add_option("--qos", o.qos, "publish and subscribe QoS")->check(CLI::Range(0, 2))->capture_default_str();
+  sc->add_option("--payload", o.payload, "payload bytes (>= 24: publisher, sequence, send time)")->capture_default_str();
+  sc->add_option("--duration", o.duration, "seconds of publishing, at most")->capture_default_str();
+  sc->add_option("--count", o.count, "messages to publish in all, split among publishers (0 = no limit)")
+      ->capture_default_str();
+  sc->add_option("--mqtt-version", o.mqtt_version, "3 (= 3.1.1) or 5")->check(CLI::IsMember({3, 5}))
+      ->capture_default_str();
+  sc->add_option("--inflight", o.inflight, "per-publisher window of unacknowledged QoS 1/2 messages")
+      ->check(CLI::Range(1, 65535))->capture_default_str();
+  sc->add_option("--rate", o.rate, "messages/s over all publishers, each sending on a timer (0 = as fast as possible)")
+      ->capture_default_str();
+  sc->add_option("--threads", o.threads, "event loops (threads); clients are spread over them")->capture_default_str();
+  sc->add_option("--grace", o.grace, "seconds after publishing stops for outstanding acks and deliveries")
+      ->capture_default_str();
+  sc->add_option("--connect-timeout", o.connect_timeout, "seconds for all clients to connect and subscribe")
+      ->capture_default_str();
+  sc->add_option("--keep-alive", o.keep_alive, "MQTT keep alive, seconds")->capture_default_str();
+  sc->add_option("--broker-pid", o.broker_pid, "report this process's CPU seconds and RSS (from /proc)");
+  sc->add_flag("--json", o.json, "print one JSON object instead of the text report");
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"parley-bench: MQTT 3.1.1/5.0 load generator. Every run stops by itself (--duration, --count)."};
+  app.require_subcommand(1, 1);
+
+  std::vector<Options> opts(4);
+  opts[0].scenario = "durable";
+  opts[0].publishers = 4;
+  opts[0].subscribers = 1;
+  CLI::App* durable = app.add_subcommand(
+      "durable", "P publishers (QoS 1/2, --inflight window each) -> S persistent subscribers on bench/durable/#");
+  AddCommon(durable, opts[0]);
+  durable->add_option("--publishers", opts[0].publishers, "publishers")->check(CLI::Range(1, 100000))
+      ->capture_default_str();
+  durable->add_option("--subscribers", opts[0].subscribers, "persistent subscribers bench-sub-N")
+      ->check(CLI::Range(1, 100000))->capture_default_str();
+
+  opts[1].scenario = "p2p";
+  opts[1].publishers = opts[1].subscribers = 10;
+  CLI::App* p2p = app.add_subcommand("p2p", "N publisher/subscriber pairs, each on its own topic");
+  AddCommon(p2p, opts[1]);
+  uint32_t pairs = 10;
+  p2p->add_option("--pairs", pairs, "pairs")->check(CLI::Range(1, 50000))->capture_default_str();
+
+  opts[2].scenario = "fanin";
+  opts[2].publishers = 10;
+  opts[2].subscribers = 1;
+  CLI::App* fanin = app.add_subcommand("fanin", "N publishers -> 1 subscriber (bench/fanin/#)");
+  AddCommon(fanin, opts[2]);
+  fanin->add_option("--publishers", opts[2].publishers, "publishers")->check(CLI::Range(1, 100000))
+      ->capture_default_str();
+
+  opts[3].scenario = "fanout";
+  opts[3].publishers = 1;
+  opts[3].subscribers = 10;
+  CLI::App* fanout = app.add_subcommand("fanout", "1 publisher -> N subscribers (bench/fanout)");
+  AddCommon(fanout, opts[3]);
+  fanout->add_option("--subscribers", opts[3].subscribers, "subscribers")->check(CLI::Range(1, 100000))
+      ->capture_default_str();
+
+  CLI11_PARSE(app, argc, argv);
+
+  Options o;
+  CLI::App* chosen = app.get_subcommands().front();
+  for (size_t i = 0; i < opts.size(); ++i) {
+    if (opts[i].scenario == chosen->get_name()) o = opts[i];
+  }
+  if (o.scenario == "p2p") o.publishers = o.subscribers = pairs;
+  if (std::string e = parley::bench::Validate(o); !e.empty()) {
+    std::fprintf(stderr, "parley-bench: %s\n", e.c_str());
+    return 1;
+  }
+
+  std::signal(SIGPIPE, SIG_IGN);
+  struct sigaction sa {};
+  sa.sa_handler = OnSignal;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+
+  auto result = parley::bench::RunScenario(o);
+  if (!result.ok()) {
+    std::fprintf(stderr, "parley-bench: error: %s\n", result.status().message().c_str());
+    return 2;
+  }
+  if (o.json) {
+    parley::bench::PrintJson(*result, stdout);
+  } else {
+    parley::bench::PrintText(*result, stdout);
+  }
+  return result->stop_reason == "interrupted" ? 130 : 0;
+}

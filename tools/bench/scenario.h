@@ -1,0 +1,82 @@
+// Scenarios: which clients a run has, what they publish and subscribe to, and the coordinator that moves
+// the run through its phases (setup, publish, drain, close) and gathers the results.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "base/status.h"
+#include "tools/bench/histogram.h"
+#include "tools/bench/proc_stats.h"
+
+namespace parley::bench {
+
+struct Options {
+  std::string scenario;          // durable | p2p | fanin | fanout
+  std::string host = "127.0.0.1";
+  uint16_t port = 1883;
+  int qos = 1;
+  uint32_t payload = 64;
+  double duration = 10;          // seconds of publishing, at most
+  uint64_t count = 0;            // messages to publish in all (split among publishers); 0 = no limit
+  int mqtt_version = 5;          // 3 (= 3.1.1) or 5
+  uint32_t inflight = 16;
+  double rate = 0;               // messages/s over all publishers; 0 = as fast as possible
+  bool json = false;
+  uint32_t publishers = 1;
+  uint32_t subscribers = 1;
+  uint32_t threads = 1;
+  double grace = 5;              // seconds after publishing for acks and deliveries to arrive
+  double connect_timeout = 10;   // seconds for every client to connect and subscribe
+  int broker_pid = 0;
+  uint16_t keep_alive = 60;
+};
+
+// Checks option combinations; an error message, or empty.
+std::string Validate(const Options& o);
+
+struct Report {
+  Options opts;
+  uint32_t run_id = 0;
+  uint32_t window = 0;           // smallest effective per-publisher window (after the broker's Receive Maximum)
+  double setup_s = 0, publish_s = 0, drain_s = 0;
+  std::string stop_reason;       // duration | count | interrupted
+  bool drained = false;          // every ack and delivery arrived before the grace period ended
+
+  uint64_t sent = 0, acked = 0, rejected = 0, unacked = 0, unknown_acks = 0;
+  uint8_t reject_code = 0;
+  double sent_per_s = 0, acked_per_s = 0;
+  double last_ack_s = 0, last_delivery_s = 0;  // since publishing started
+  Histogram ack_latency;
+
+  uint64_t expected = 0;         // deliveries owed: each acked message once per subscriber it matches
+  uint64_t delivered = 0, duplicates = 0, reordered = 0, stale = 0, unexpected = 0;
+  double delivered_per_s = 0;
+  Histogram e2e_latency;
+  uint64_t lost = 0;             // owed deliveries that did not arrive
+  uint64_t lost_messages = 0;    // acked messages missing at one subscriber or more
+  struct Missing {
+    uint32_t publisher;
+    uint64_t seq;
+    std::string subscriber;
+  };
+  std::vector<Missing> missing_examples;  // the first few lost deliveries, for diagnosis
+  int min_granted_qos = -1;
+
+  bool has_broker = false;
+  ProcSample broker_before, broker_after;
+  double bench_cpu_s = 0;
+  std::vector<std::string> warnings;
+};
+
+// Set by the SIGINT/SIGTERM handler: 1 = stop publishing and report, 2+ = abandon the run.
+extern std::atomic<int> g_interrupts;
+
+// Runs one scenario to completion. Errors (connection refused, CONNACK refusal, a broker disconnect, a
+// client that never got ready) end the run and come back as an error Status. Never blocks longer than
+// connect_timeout + duration + grace + a few seconds.
+Result<Report> RunScenario(const Options& o);
+
+}  // namespace parley::bench
