@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <unordered_map>
 
 #include "base/check.h"
 
@@ -39,7 +40,7 @@ WriteExecutor::~WriteExecutor() {
   Shutdown();
 }
 
-bool WriteExecutor::Submit(WriteBatch batch, Done done) {
+bool WriteExecutor::Submit(WriteBatch batch, Done done, uint64_t txn) {
   const size_t bytes = batch.ByteSize();
   bool wake;
   {
@@ -48,8 +49,8 @@ bool WriteExecutor::Submit(WriteBatch batch, Done done) {
     const size_t queued = queued_bytes_.load(std::memory_order_relaxed);
     if (queued > 0 && queued + bytes > options_.max_queue_bytes) return false;
     queued_bytes_.fetch_add(bytes, std::memory_order_relaxed);
-    queue_.push_back(Item{std::move(batch), std::move(done), {}});
-    wake = queue_.size() == 1;  // the thread only waits on an empty queue
+    queue_.push_back(Item{std::move(batch), std::move(done), {}, txn});
+    wake = queue_.size() == 1;  // the thread waits on an empty queue (or on a transaction: EndTxn wakes it)
   }
   if (wake) cv_.notify_one();
   return true;
@@ -66,6 +67,33 @@ bool WriteExecutor::Post(std::function<void()> task) {
   }
   if (wake) cv_.notify_one();
   return true;
+}
+
+uint64_t WriteExecutor::BeginTxn() {
+  std::lock_guard lock(mu_);
+  const uint64_t id = next_txn_++;
+  open_txns_.push_back(id);
+  return id;
+}
+
+void WriteExecutor::EndTxn(uint64_t txn) {
+  {
+    std::lock_guard lock(mu_);
+    auto it = std::find(open_txns_.begin(), open_txns_.end(), txn);
+    PARLEY_CHECK(it != open_txns_.end());
+    *it = open_txns_.back();
+    open_txns_.pop_back();
+  }
+  cv_.notify_one();
+}
+
+size_t WriteExecutor::ReadyLocked() const {
+  if (open_txns_.empty() || stopping_) return queue_.size();
+  for (size_t i = 0; i < queue_.size(); ++i) {
+    const uint64_t t = queue_[i].txn;
+    if (t && std::find(open_txns_.begin(), open_txns_.end(), t) != open_txns_.end()) return i;
+  }
+  return queue_.size();
 }
 
 void WriteExecutor::Shutdown() {
@@ -98,7 +126,8 @@ void WriteExecutor::Run() {
   for (;;) {
     {
       std::unique_lock lock(mu_);
-      while (queue_.empty() && !stopping_) {
+      size_t ready = 0;
+      while ((ready = ReadyLocked()) == 0 && !stopping_) {
         if (!unsynced_) {
           cv_.wait(lock);
         } else if (cv_.wait_until(lock, next_sync_) == std::cv_status::timeout) {
@@ -106,7 +135,12 @@ void WriteExecutor::Run() {
         }
       }
       if (queue_.empty() && stopping_) break;
-      items.swap(queue_);
+      if (ready == queue_.size()) {
+        items.swap(queue_);
+      } else {
+        for (size_t i = 0; i < ready; ++i) items.push_back(std::move(queue_[i]));
+        queue_.erase(queue_.begin(), queue_.begin() + static_cast<std::ptrdiff_t>(ready));
+      }
     }
     Process(&items);
     items.clear();
@@ -119,12 +153,17 @@ void WriteExecutor::Process(std::deque<Item>* items) {
   // Tasks do not cut a group: cutting one per Barrier-style task would cost an fsync per task under load,
   // which is exactly when group commit matters. A task runs after the group that holds it is written, in
   // its place among the callbacks, so it still follows every batch submitted before it.
-  size_t begin = 0, bytes = 0;
+  // A group is cut at max_group_bytes, but never inside a transaction (all of its batches go in one group).
+  std::unordered_map<uint64_t, size_t> txn_last;
+  for (size_t i = 0; i < items->size(); ++i)
+    if ((*items)[i].txn) txn_last[(*items)[i].txn] = i;
+  size_t begin = 0, bytes = 0, txn_until = 0;  // a transaction seen so far ends at txn_until
   for (size_t i = 0; i < items->size(); ++i) {
     Item& item = (*items)[i];
+    if (item.txn) txn_until = std::max(txn_until, txn_last[item.txn]);
     if (item.task) continue;
     bytes += item.batch.ByteSize();
-    if (bytes >= options_.max_group_bytes) {
+    if (bytes >= options_.max_group_bytes && txn_until <= i) {
       WriteGroup(items, begin, i + 1, bytes);
       bytes = 0;
       begin = i + 1;

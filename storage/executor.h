@@ -26,6 +26,7 @@
 #include <string>
 #include <string_view>
 #include <thread>
+#include <vector>
 
 #include "storage/store.h"
 
@@ -81,7 +82,16 @@ class WriteExecutor {
   // already waiting exceed max_queue_bytes (a batch is always accepted into an empty queue): the caller
   // should then refuse new work (e.g. not read more from a publisher) rather than queue without bound.
   // Any thread; never blocks beyond a short mutex hold.
-  bool Submit(WriteBatch batch, Done done);
+  // `txn`: 0, or a transaction from BeginTxn (see there).
+  bool Submit(WriteBatch batch, Done done, uint64_t txn = 0);
+
+  // Transactions: batches submitted separately (each at the right moment, interleaved with other threads'
+  // batches whose order is kept) that must reach the disk together or not at all. Every batch submitted
+  // with an open transaction is written in the same group as the others of that transaction, and nothing
+  // queued at or after its first batch is written before EndTxn. So keep transactions short: they hold
+  // back the queue (not the callers). Any thread; EndTxn must be called exactly once per BeginTxn.
+  uint64_t BeginTxn();
+  void EndTxn(uint64_t txn);
 
   // Runs `task` on the executor thread after every batch submitted before it has been written and
   // acknowledged (batches submitted after it may already be written too: a task never splits a group, so
@@ -103,9 +113,13 @@ class WriteExecutor {
     WriteBatch batch;
     Done done;
     std::function<void()> task;  // set for Post()ed items
+    uint64_t txn = 0;
   };
 
   void Run();
+  // How many items at the front of queue_ may be written now: up to the first one of an open transaction
+  // (all of them when stopping). Caller holds mu_.
+  size_t ReadyLocked() const;
   void Process(std::deque<Item>* items);
   void WriteGroup(std::deque<Item>* items, size_t begin, size_t end, size_t bytes);
   void SyncNow();
@@ -117,6 +131,8 @@ class WriteExecutor {
   std::condition_variable cv_;
   std::deque<Item> queue_;  // guarded by mu_
   bool stopping_ = false;   // guarded by mu_
+  std::vector<uint64_t> open_txns_;  // guarded by mu_; a handful at most (one per thread)
+  uint64_t next_txn_ = 1;            // guarded by mu_
   std::atomic<size_t> queued_bytes_{0};
 
   // Executor thread only.

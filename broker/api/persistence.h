@@ -92,6 +92,14 @@ class Persistence {
   // Stores `msg` as its topic's retained message (an empty payload deletes it).
   virtual void PutRetained(const MessagePtr& msg) = 0;
 
+  // ---- Atomicity -----------------------------------------------------------------------------------------
+  // The writes the calling thread makes between BeginAtomic and EndAtomic reach the disk together or not at
+  // all (a QoS 2 PUBLISH: its deliveries and its packet id, so that a crash cannot keep the deliveries and
+  // lose the id, which would route the publisher's resend a second time). Nestable. Writes by any thread
+  // that follow the first one wait for EndAtomic: keep the span short and never block inside it.
+  virtual void BeginAtomic() = 0;
+  virtual void EndAtomic() = 0;
+
   // ---- Durability ----------------------------------------------------------------------------------------
   // False while new writes are being refused (the disk is full); the broker then refuses new persistent
   // work with 0x97 Quota exceeded. Turns true again by itself once a write succeeds (see Maintain).

@@ -208,20 +208,24 @@ void Broker::PushTimer(Timer t) {
 }
 
 RouteResult Broker::Publish(const MessagePtr& msg, int worker) {
+  size_t not_retained = 0;
   if (msg->retain && options_.retain_available) {
     if (persistence_ && !IsSysTopic(msg->topic)) {
       if (!persistence_->Writable()) {
-        RouteResult refused;
-        refused.refused = 1;  // the retained message cannot be stored: refuse the whole publish
-        return refused;
+        // The retained message cannot be stored: it is not retained (not in memory either, which would
+        // vanish at a restart), the publisher hears 0x97, and the message is still routed.
+        not_retained = 1;
+      } else {
+        std::lock_guard lock(retained_mu_);
+        if (retained_->Set(msg)) persistence_->PutRetained(msg);
       }
-      std::lock_guard lock(retained_mu_);
-      if (retained_->Set(msg)) persistence_->PutRetained(msg);
     } else {
       retained_->Set(msg);
     }
   }
-  return Route(msg, worker);
+  RouteResult r = Route(msg, worker);
+  r.refused += not_retained;
+  return r;
 }
 
 RouteResult Broker::Route(const MessagePtr& msg, int worker) {
@@ -344,7 +348,8 @@ void Broker::Tick(int worker) {
       Publish(t.will, worker);
       if (SessionPtr s = t.session.lock()) {
         std::lock_guard lock(s->mu_);
-        StoreWillLocked(*s, nullptr);  // out: a restart must not publish it again
+        // Out: a restart must not publish it again. (A client that resumed meanwhile owns the row now.)
+        if (!s->link_) StoreWillLocked(*s, nullptr);
       }
       continue;
     }

@@ -75,6 +75,9 @@ void Client::HandlePublish(mqtt::Publish& p) {
     if (!broker_.StoreWritableLocked(*session_)) reason = rc::kQuotaExceeded;
   }
 
+  // A QoS 2 message's deliveries and its packet id go to disk together (Persistence::BeginAtomic).
+  Persistence* const store = p.qos == 2 && reason == rc::kSuccess ? broker_.persistence() : nullptr;
+  if (store) store->BeginAtomic();
   if (reason == rc::kSuccess) {
     auto m = std::make_shared<Message>();
     m->topic = std::move(p.topic);
@@ -104,6 +107,13 @@ void Client::HandlePublish(mqtt::Publish& p) {
     spdlog::debug("publish from {} refused: 0x{:02x}", client_id_, reason);
   }
 
+  if (p.qos == 2 && reason < 0x80) {
+    std::lock_guard lock(session_->mu_);
+    session_->AddIncomingQos2Locked(p.packet_id);
+    broker_.StoreIncomingQos2Locked(*session_, p.packet_id, true);
+  }
+  if (store) store->EndAtomic();
+
   if (p.qos > 0 && reason == rc::kQuotaExceeded && !v5) {
     // 3.1.1 has no way to say "not stored": no ack; the client sends it again after reconnecting.
     return Fail(rc::kQuotaExceeded, "storage refused the write (disk full)");
@@ -112,11 +122,6 @@ void Client::HandlePublish(mqtt::Publish& p) {
   if (p.qos == 1) {
     ReplyAck(PacketType::kPuback, p.packet_id, reason);
   } else if (p.qos == 2) {
-    if (reason < 0x80) {
-      std::lock_guard lock(session_->mu_);
-      session_->AddIncomingQos2Locked(p.packet_id);
-      broker_.StoreIncomingQos2Locked(*session_, p.packet_id, true);
-    }
     ReplyAck(PacketType::kPubrec, p.packet_id, reason);
   }
 }

@@ -1,5 +1,7 @@
 #include "broker/persist/durable_state.h"
 
+#include "base/check.h"
+
 #include <spdlog/spdlog.h>
 
 #include <unordered_map>
@@ -20,6 +22,13 @@ struct Scope {
 };
 thread_local Scope tl_scope;
 
+// The calling thread's open atomic span (BeginAtomic), if any.
+struct Atomic {
+  uint64_t owner = 0;
+  uint64_t txn = 0;
+  int depth = 0;
+};
+thread_local Atomic tl_atomic;
 std::string Hex(std::string_view key) {
   static constexpr char kHex[] = "0123456789abcdef";
   std::string out;
@@ -69,11 +78,15 @@ void DurableState::SubmitLocked(WriteBatch batch) {
     scope.failed = std::make_shared<std::atomic<bool>>(false);
   }
   auto failed = scope.failed;
-  const bool accepted = executor_->Submit(std::move(batch), [this, failed](const storage::Status& st) {
-    if (st.ok()) return;
-    failed->store(true, std::memory_order_release);
-    OnWriteFailed(st);
-  });
+  const uint64_t txn = tl_atomic.owner == instance_ ? tl_atomic.txn : 0;
+  const bool accepted = executor_->Submit(
+      std::move(batch),
+      [this, failed](const storage::Status& st) {
+        if (st.ok()) return;
+        failed->store(true, std::memory_order_release);
+        OnWriteFailed(st);
+      },
+      txn);
   if (!accepted) {
     failed->store(true, std::memory_order_release);
     OnWriteFailed(storage::Status::Shutdown("storage queue refused the write (shutting down or over its limit)"));
@@ -215,6 +228,26 @@ void DurableState::PutRetained(const MessagePtr& msg) {
     b.Put(Fam::kRetained, msg->topic, value);
   }
   Submit(std::move(b));
+}
+
+void DurableState::BeginAtomic() {
+  Atomic& a = tl_atomic;
+  if (a.depth > 0) {
+    PARLEY_CHECK(a.owner == instance_);
+    ++a.depth;
+    return;
+  }
+  a.owner = instance_;
+  a.txn = executor_->BeginTxn();
+  a.depth = 1;
+}
+
+void DurableState::EndAtomic() {
+  Atomic& a = tl_atomic;
+  PARLEY_CHECK(a.depth > 0 && a.owner == instance_);
+  if (--a.depth > 0) return;
+  executor_->EndTxn(a.txn);
+  a = Atomic{};
 }
 
 bool DurableState::PendingWrites() const {

@@ -66,6 +66,8 @@ class DurableState final : public Persistence {
   void DeleteWill(const std::string& client_id) override;
   void PutRetained(const MessagePtr& msg) override;
   bool Writable() const override { return writable_.load(std::memory_order_acquire); }
+  void BeginAtomic() override;
+  void EndAtomic() override;
   bool PendingWrites() const override;
   bool Barrier(std::function<void(bool ok)> done) override;
   void Maintain() override;

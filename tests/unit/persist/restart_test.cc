@@ -172,6 +172,25 @@ TEST_CASE("restart: an incoming QoS 2 message is not delivered twice") {
   CHECK(got[0].payload == "once");
 }
 
+TEST_CASE("restart: a QoS 2 message's deliveries and packet id reach the disk in one write") {
+  // Otherwise a crash between them could keep the deliveries and lose the id, and the publisher's resend
+  // would be routed a second time.
+  Rig rig;
+  for (const char* id : {"s1", "s2"}) {
+    auto s = Connect(rig, Persistent(id));
+    Subscribe(*s, "x/#", 2, 2);
+    s->client->OnClosed();
+  }
+  auto pub = Connect(rig, Persistent("pub"));
+  rig.Drain();
+  const uint64_t before = rig.fault->writes();
+  CHECK(PublishAcked(*pub, "x/1", "m", 2, 5).type == PacketType::kPubrec);
+  rig.Drain();
+  CHECK(rig.fault->writes() - before == 1);  // two delivery rows, one body, one QoS 2 id: one batch
+  CHECK(rig.Rows(Fam::kDeliveries) == 2);
+  CHECK(rig.Rows(Fam::kIncomingQos2) == 1);
+}
+
 TEST_CASE("restart: retained messages, and sessions that expired while the broker was down") {
   Rig rig;
   {

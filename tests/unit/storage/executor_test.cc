@@ -108,6 +108,36 @@ TEST_CASE("executor: done runs on the executor thread, in submission order; Post
   for (int i = 0; i < 500; ++i) REQUIRE(order[i] == i);
 }
 
+TEST_CASE("executor: a transaction is written in one group; what follows it waits for EndTxn") {
+  auto mem = Must(MemStore::Open({"a"}));
+  FaultStore fault(mem.get());
+  ExecutorOptions o;
+  o.max_group_bytes = 64;  // tiny: only the transaction rule keeps its batches together
+  WriteExecutor ex(&fault, o);
+  const uint64_t txn = ex.BeginTxn();
+  REQUIRE(ex.Submit(One(1), {}, txn));
+  REQUIRE(ex.Submit(One(2), {}));  // another thread's batch, after the transaction began
+  std::this_thread::sleep_for(30ms);
+  CHECK(fault.writes() == 0);  // held back: nothing at or after the transaction's first batch
+  for (uint64_t i = 3; i < 40; ++i) REQUIRE(ex.Submit(One(i, std::string(16, 'x')), {}, txn));
+  const uint64_t before = fault.writes();
+  ex.EndTxn(txn);
+  REQUIRE(WaitFor([&] { return ex.stats().batches == 39; }));
+  // The transaction's 38 batches (and the one between them) went in as one store write, although each
+  // group is otherwise cut at 64 bytes.
+  CHECK(before == 0);
+  CHECK(ex.stats().max_group >= 39);
+  for (uint64_t i = 1; i < 40; ++i) CHECK(MustGet(*mem, Fam::kA, KeyBuilder().U64(i).Release()));
+
+  // Batches before a transaction's first one are not held back.
+  const uint64_t t2 = ex.BeginTxn();
+  REQUIRE(ex.Submit(One(100), {}));
+  REQUIRE(WaitFor([&] { return MustGet(*mem, Fam::kA, KeyBuilder().U64(100).Release()).has_value(); }));
+  REQUIRE(ex.Submit(One(101), {}, t2));
+  ex.EndTxn(t2);
+  REQUIRE(WaitFor([&] { return MustGet(*mem, Fam::kA, KeyBuilder().U64(101).Release()).has_value(); }));
+}
+
 TEST_CASE("executor: a callback may submit again") {
   auto mem = Must(MemStore::Open({"a"}));
   std::atomic<int> chain{0};
