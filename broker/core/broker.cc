@@ -324,6 +324,7 @@ void Broker::RerouteShared(const SessionPtr& s, const std::string* only_group, i
       continue;
     }
     d.retain = false;
+    d.maybe_sent = false;  // new to the member that takes it
     Deliver(next, std::move(d), worker);
   }
 }
@@ -481,6 +482,7 @@ void Broker::Restore(std::vector<StoredSession> sessions, std::vector<MessagePtr
         }
         // Everything else goes out again from the queue, with the packet id it had (PacketIdFor).
         d.msg = std::move(sd.msg);
+        d.maybe_sent = true;
         s->queued_bytes_ += d.msg->Footprint();
         s->queue_.push_back(std::move(d));
       }

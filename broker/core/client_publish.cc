@@ -296,7 +296,7 @@ void Client::Pump() {
       Counters::Add(c.dropped[static_cast<int>(DropCause::kExpired)]);
       continue;
     }
-    if (!WritePublish(next, pid, false)) {
+    if (!WritePublish(next, pid, next.qos > 0 && next.maybe_sent)) {
       broker_.StoreRemoveLocked(s, next);
       continue;
     }

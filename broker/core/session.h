@@ -31,6 +31,9 @@ struct Delivery {
   // QoS 1/2: the session's sequence number for it, assigned when queued (0 until then, and for QoS 0).
   // The packet id derives from it (PacketIdFor), so it survives a restart without a write per send.
   uint64_t seq = 0;
+  // Loaded from disk at a restart: it may have been sent before the broker stopped, so it goes out with
+  // DUP set (MQTT-3.3.1-1: DUP = 1 when this "might be re-delivery of an earlier attempt").
+  bool maybe_sent = false;
 };
 
 // The packet id of a QoS 1/2 delivery: its sequence number counted round 1..65535. Deterministic, so the

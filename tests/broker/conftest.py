@@ -34,11 +34,13 @@ class Broker:
         self.start()
 
     def start(self):
+        # The log is appended to across restarts: look for "listening on" only in what this run writes.
+        offset = self.logfile.stat().st_size if self.logfile.exists() else 0
         self._log = open(self.logfile, "ab")
         self.proc = subprocess.Popen(self.args, stdout=self._log, stderr=subprocess.STDOUT)
         deadline = time.time() + 10
         while time.time() < deadline:
-            m = re.search(r"listening on [^ ]+:(\d+)", self.log())
+            m = re.search(r"listening on [^ ]+:(\d+)", self.log()[offset:])
             if m:
                 self.port = int(m.group(1))
                 return

@@ -123,6 +123,8 @@ TEST_CASE("restart: queued and in-flight messages come back with their packet id
   CHECK(p3.payload == "m3");
   CHECK(p3.packet_id == 3);
   CHECK(p3.qos == 1);
+  CHECK(p3.dup);  // it had been sent before the crash (DUP: "might be a re-delivery")
+  CHECK(As<mqtt::Publish>(out[3]).dup);  // m5 never was; after a restart the broker cannot tell
   CHECK(As<mqtt::Publish>(out[2]).payload == "m4");
   CHECK(As<mqtt::Publish>(out[2]).packet_id == 4);
   CHECK(As<mqtt::Publish>(out[2]).qos == 2);
