@@ -14,7 +14,7 @@ After the last round the publishers stop, the subscribers drain, and it checks:
   - every acknowledged QoS 2 message reached every subscriber exactly once;
   - every reconnect of a persistent client got Session Present = 1;
   - a fresh subscriber gets exactly the retained messages that were acknowledged;
-  - the test was not vacuous: every round acknowledged messages and every kill happened mid-traffic.
+  - the test was not vacuous: every round acknowledged messages and (by default) at least 90 % of the kills happened mid-traffic.
 Exit code 0 = all held; 1 = a check failed (the first missing ids are printed); 2 = the harness itself failed.
 
 Publishers are raw-socket MQTT clients (Paho 1.6 hides PUBREC and every ack reason code, sends PUBREL after a
@@ -1234,7 +1234,9 @@ class Run:
         # not vacuous
         kills = [r for r in self.rounds if not r.get("final")]
         hot = sum(1 for r in kills if r["mid_traffic"])
-        min_hot = a.min_hot_kills if a.min_hot_kills is not None else len(kills)
+        # By default 90 % (rounded up) of the faults must land while acks flow: on a busy machine a kill now
+        # and then falls into a pause (a slow restart, a scheduler hiccup) without making the run vacuous.
+        min_hot = a.min_hot_kills if a.min_hot_kills is not None else -(-len(kills) * 9 // 10)
         if len(kills) < 1:
             self.fail("no fault was injected")
         if hot < min_hot:
@@ -1400,7 +1402,7 @@ def parse_args(argv):
     ap.add_argument("--min-round-acks", type=int, default=50,
                     help="acknowledgements each round must reach before the kill may happen")
     ap.add_argument("--min-hot-kills", type=int, default=None,
-                    help="faults that must land while acks flow (default: all)")
+                    help="faults that must land while acks flow (default: 90 %% of them, rounded up)")
     ap.add_argument("--reconnect-timeout", type=float, default=30)
     ap.add_argument("--start-timeout", type=float, default=30, help="seconds for parleyd to answer a CONNECT")
     ap.add_argument("--drain-timeout", type=float, default=30)
