@@ -1,4 +1,5 @@
 // parleyd: loads the configuration, wires broker core, auth and network, and runs until SIGTERM/SIGINT.
+#include <malloc.h>
 #include <signal.h>
 #include <spdlog/spdlog.h>
 
@@ -152,6 +153,7 @@ int main(int argc, char** argv) {
     const size_t nsessions = loaded->sessions.size(), ndeliveries = loaded->deliveries;
     broker.SetPersistence(durable.get());
     broker.Restore(std::move(loaded->sessions), std::move(loaded->retained));
+    malloc_trim(0);  // the load's temporary state is freed by now: give its pages back to the OS
     using std::chrono::milliseconds;
     const auto open_ms = std::chrono::duration_cast<milliseconds>(t_open - t0).count();
     const auto load_ms = std::chrono::duration_cast<milliseconds>(std::chrono::steady_clock::now() - t_open).count();
