@@ -193,6 +193,43 @@ TEST_CASE("restart: a QoS 2 message's deliveries and packet id reach the disk in
   CHECK(rig.Rows(Fam::kIncomingQos2) == 1);
 }
 
+TEST_CASE("restart: a share group's queued message survives, and moves on when its holder leaves") {
+  Rig rig;
+  for (const char* id : {"m1", "m2"}) {
+    auto s = Connect(rig, Persistent(id));
+    Subscribe(*s, "$share/g/jobs/#", 1, 1);
+    s->client->OnClosed();
+  }
+  {
+    auto pub = Connect(rig, MakeConnect("pub", Version::kV5));
+    CHECK(PublishAcked(*pub, "jobs/1", "job", 1, 1).reason_code == rc::kSuccess);
+    pub->client->OnClosed();
+  }
+  rig.Restart();
+  rig.Drain();
+  REQUIRE(rig.Rows(Fam::kDeliveries) == 1);  // queued for one member, with its share group
+  // Both members come back; whichever holds the job ends its session with a clean start: the job must go
+  // to the other member (in memory and on disk), not vanish.
+  std::vector<mqtt::Packet> a_after, b_after;
+  auto a = Connect(rig, Persistent("m1"), nullptr, &a_after);
+  auto b = Connect(rig, Persistent("m2"), nullptr, &b_after);
+  const bool a_holds = !Publishes(a_after).empty();
+  CHECK(a_holds != !Publishes(b_after).empty());  // exactly one of them got it
+  auto& holder = a_holds ? a : b;
+  auto& other = a_holds ? b : a;
+  const std::string holder_id = a_holds ? "m1" : "m2";
+  holder->client->OnClosed();
+  holder.reset();
+  auto fresh = Connect(rig, Persistent(holder_id, 300, /*clean=*/true));
+  auto got = Publishes(Await(*other, 1));
+  REQUIRE(got.size() == 1);
+  CHECK(got[0].payload == "job");
+  other->Send(MakeAck(PacketType::kPuback, got[0].packet_id));
+  rig.Drain();
+  CHECK(rig.Rows(Fam::kDeliveries) == 0);
+  CHECK(rig.Rows(Fam::kMessages) == 0);
+}
+
 TEST_CASE("restart: retained messages, and sessions that expired while the broker was down") {
   Rig rig;
   {
