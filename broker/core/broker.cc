@@ -357,6 +357,7 @@ void Broker::Tick(int worker) {
     if (SessionPtr s = t.session.lock()) EndSession(s, t.generation);  // no-op if resumed meanwhile
   }
   if (persistence_) persistence_->Maintain();
+  for (Hooks* h : hooks_) h->OnTick();
   if (options_.sys_enabled && now >= next_sys_) {
     next_sys_ = now + options_.sys_interval;
     PublishSys(worker);

@@ -12,6 +12,7 @@
 
 #include "base/clock.h"
 #include "broker/api/auth.h"
+#include "broker/api/hooks.h"
 #include "broker/api/message.h"
 #include "broker/api/persistence.h"
 #include "broker/api/retained_store.h"
@@ -55,6 +56,9 @@ class Broker {
   void AddAuthenticator(const Authenticator* a) { authenticators_.push_back(a); }
   void SetAuthorizer(const Authorizer* a) { authorizer_ = a; }
   void SetRetainedStore(std::unique_ptr<RetainedStore> store) { retained_ = std::move(store); }
+  // Plugins (the IM layer), called in the order added. Before serving; not owned.
+  void AddHooks(Hooks* h) { hooks_.push_back(h); }
+  const std::vector<Hooks*>& hooks() const { return hooks_; }
   // Durable state (broker/persist). Without one everything lives in memory only.
   void SetPersistence(Persistence* p) { persistence_ = p; }
   Persistence* persistence() const { return persistence_; }
@@ -180,6 +184,7 @@ class Broker {
   std::vector<const Authenticator*> authenticators_;
   const Authorizer* authorizer_ = nullptr;
   Persistence* persistence_ = nullptr;
+  std::vector<Hooks*> hooks_;
   std::mutex retained_mu_;  // with persistence: memory and disk take a topic's retained updates in one order
 
   mutable std::mutex registry_mu_;

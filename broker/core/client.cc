@@ -119,31 +119,36 @@ void Client::SendAck(mqtt::PacketType type, uint16_t packet_id, uint8_t reason) 
   Send(a);
 }
 
-void Client::ReplyAck(mqtt::PacketType type, uint16_t packet_id, uint8_t reason) {
+void Client::ReplyAck(mqtt::PacketType type, uint16_t packet_id, uint8_t reason, std::shared_ptr<Ticket> hook) {
   mqtt::Ack a;
   a.type = type;
   a.packet_id = packet_id;
   a.reason_code = version_ == Version::kV5 ? reason : 0;
-  Reply(std::move(a));
+  Reply(std::move(a), std::move(hook));
 }
 
-void Client::Reply(mqtt::Packet p) {
+std::shared_ptr<Client::Waker> Client::waker() {
+  if (!waker_) waker_ = std::make_shared<Waker>(link_);
+  return waker_;
+}
+
+void Client::Reply(mqtt::Packet p, std::shared_ptr<Ticket> hook) {
   std::shared_ptr<Ticket> ticket;
   Persistence* store = broker_.persistence();
   if (store && store->PendingWrites()) {
-    if (!waker_) waker_ = std::make_shared<Waker>(link_);
     auto t = std::make_shared<Ticket>();
-    const bool wait = store->Barrier([t, w = waker_](bool ok) {
+    const bool wait = store->Barrier([t, w = waker()](bool ok) {
       t->state.store(ok ? 1 : 2, std::memory_order_release);
       if (!w->pending.exchange(true, std::memory_order_acq_rel)) w->link->Wake();
     });
     if (wait) ticket = std::move(t);
   }
-  if (!ticket && replies_.empty()) {
+  if (!ticket && !hook && replies_.empty()) {
     Send(p);
     return;
   }
-  replies_.push_back(PendingReply{std::move(p), std::move(ticket)});
+  replies_.push_back(PendingReply{std::move(p), std::move(ticket), std::move(hook)});
+  if (replies_.size() == 1) FlushReplies();  // a plugin may have completed already
 }
 
 void Client::FlushReplies() {
@@ -151,20 +156,26 @@ void Client::FlushReplies() {
   for (; done < replies_.size() && !closing(); ++done) {
     PendingReply& r = replies_[done];
     const uint8_t st = r.ticket ? r.ticket->state.load(std::memory_order_acquire) : 1;
-    if (st == 0) break;
+    const uint8_t hs = r.hook ? r.hook->state.load(std::memory_order_acquire) : 1;
+    if (st == 0 || hs == 0) break;
+    // What this reply says instead of what was queued: the storage failed (0x97), or a plugin answered.
+    std::optional<uint8_t> reason;
     if (st == 2) {
-      // The writes this reply acknowledges did not reach the disk (it is full). A v5 publisher hears
-      // 0x97 in its PUBACK / PUBREC; anything else cannot say so and ends the connection instead: the
-      // client then retries what it has not seen acknowledged.
+      reason = rc::kQuotaExceeded;  // the writes it acknowledges did not reach the disk (it is full)
+    } else if (r.hook) {
+      reason = r.hook->reason.load(std::memory_order_acquire);
+    }
+    if (reason) {
+      // A v5 publisher hears the reason in its PUBACK / PUBREC. Anything else cannot say a refusal and ends the
+      // connection instead: the client then retries what it has not seen acknowledged.
       auto* ack = std::get_if<mqtt::Ack>(&r.packet);
-      const bool can_refuse = ack && version_ == Version::kV5 &&
-                              (ack->type == mqtt::PacketType::kPuback || ack->type == mqtt::PacketType::kPubrec);
-      if (!can_refuse) {
-        Fail(rc::kQuotaExceeded, "storage refused the write (disk full)");
+      const bool pub_ack = ack && (ack->type == mqtt::PacketType::kPuback || ack->type == mqtt::PacketType::kPubrec);
+      if (*reason >= 0x80 && !(pub_ack && version_ == Version::kV5)) {
+        Fail(*reason, st == 2 ? "storage refused the write (disk full)" : "refused");
         break;
       }
-      if (ack->reason_code < 0x80) ack->reason_code = rc::kQuotaExceeded;
-      if (ack->type == mqtt::PacketType::kPubrec && session_) {
+      if (pub_ack && version_ == Version::kV5 && (ack->reason_code < 0x80 || st != 2)) ack->reason_code = *reason;
+      if (pub_ack && ack->type == mqtt::PacketType::kPubrec && *reason >= 0x80 && session_) {
         std::lock_guard lock(session_->mu_);  // refused: no PUBREL will come for it
         if (session_->EraseIncomingQos2Locked(ack->packet_id))
           broker_.StoreIncomingQos2Locked(*session_, ack->packet_id, false);
@@ -312,12 +323,17 @@ void Client::HandleConnect(mqtt::Connect& c) {
   Counters::Add(broker_.counters(worker_).connects);
   spdlog::debug("connected {} from {} v{} clean={} ka={} expiry={}", client_id_, transport_.PeerAddress(),
                 v5 ? 5 : 3, c.clean_start, keep_alive_, expiry);
+  if (!broker_.hooks().empty()) {
+    ClientIdentity who{client_id_, username_ ? std::optional<std::string_view>(*username_) : std::nullopt};
+    for (Hooks* h : broker_.hooks()) h->OnConnected(who);
+  }
   if (ar.session_present) ResendInflight();
   Pump();
 }
 
 void Client::HandleDisconnect(const mqtt::Disconnect& d) {
   const bool had_will = will_ != nullptr;
+  graceful_disconnect_ = version_ != Version::kV5 || d.reason_code == rc::kSuccess;
   if (version_ == Version::kV5) {
     if (d.props.session_expiry_interval) {
       // MQTT-3.14.2-2: a session that was not persistent cannot become one at DISCONNECT.
@@ -385,6 +401,10 @@ void Client::OnClosed() {
   if (!was_connected) return;
   broker_.clients_connected.fetch_sub(1, std::memory_order_relaxed);
   Counters::Add(broker_.counters(worker_).disconnects);
+  if (!broker_.hooks().empty()) {
+    ClientIdentity who{client_id_, username_ ? std::optional<std::string_view>(*username_) : std::nullopt};
+    for (Hooks* h : broker_.hooks()) h->OnDisconnected(who, graceful_disconnect_);
+  }
 
   bool still_bound, ended;
   {

@@ -71,8 +71,11 @@ class Client {
   // When this thread wrote durable state since its last barrier, the reply waits until those writes are
   // on disk; every reply after a waiting one waits behind it, so acks keep the order of the packets they
   // answer (MQTT 4.6).
-  void Reply(mqtt::Packet p);
-  void ReplyAck(mqtt::PacketType type, uint16_t packet_id, uint8_t reason);
+  struct Ticket;
+  // `hook`: set when a plugin took the PUBLISH this acks; the reply also waits for it (PublishCompletion),
+  // and takes its reason code.
+  void Reply(mqtt::Packet p, std::shared_ptr<Ticket> hook = nullptr);
+  void ReplyAck(mqtt::PacketType type, uint16_t packet_id, uint8_t reason, std::shared_ptr<Ticket> hook = nullptr);
   // Sends the replies whose writes are durable, in order; handles the ones whose writes failed.
   void FlushReplies();
   void ResendInflight();
@@ -112,17 +115,22 @@ class Client {
   // Replies waiting for storage (see Reply). A ticket is completed on the storage thread, which then wakes
   // this connection through the waker (once per batch of completions).
   struct Ticket {
-    std::atomic<uint8_t> state{0};  // 0 waiting, 1 durable, 2 failed
+    std::atomic<uint8_t> state{0};   // 0 waiting, 1 done, 2 failed (storage)
+    std::atomic<uint8_t> reason{0};  // a plugin's reason code (PublishCompletion::Complete)
   };
   struct PendingReply {
     mqtt::Packet packet;
-    std::shared_ptr<Ticket> ticket;  // null: ready (waits only for the ones before it)
+    std::shared_ptr<Ticket> ticket;  // storage barrier; null: nothing to wait for
+    std::shared_ptr<Ticket> hook;    // plugin completion; null: none
   };
   struct Waker {
     explicit Waker(std::shared_ptr<SessionLink> l) : link(std::move(l)) {}
     std::shared_ptr<SessionLink> link;
     std::atomic<bool> pending{false};
   };
+  class HookCompletion;
+  std::shared_ptr<Waker> waker();
+  bool graceful_disconnect_ = false;  // the client ended with DISCONNECT 0x00 (hooks' OnDisconnected)
   std::vector<PendingReply> replies_;
   std::shared_ptr<Waker> waker_;  // allocated on the first durable wait
   Aliases& aliases() {

@@ -22,6 +22,24 @@ bool HasPassThroughProps(const mqtt::Properties& p) {
 
 }  // namespace
 
+// A plugin's answer to a PUBLISH it took over: completes the reply's ticket and wakes the connection.
+class Client::HookCompletion final : public PublishCompletion {
+ public:
+  HookCompletion(std::shared_ptr<Ticket> ticket, std::shared_ptr<Waker> waker)
+      : ticket_(std::move(ticket)), waker_(std::move(waker)) {}
+  void Complete(uint8_t reason) override {
+    if (called_.exchange(true, std::memory_order_acq_rel)) return;
+    ticket_->reason.store(reason, std::memory_order_relaxed);
+    ticket_->state.store(1, std::memory_order_release);
+    if (!waker_->pending.exchange(true, std::memory_order_acq_rel)) waker_->link->Wake();
+  }
+
+ private:
+  std::shared_ptr<Ticket> ticket_;
+  std::shared_ptr<Waker> waker_;
+  std::atomic<bool> called_{false};
+};
+
 void Client::HandlePublish(mqtt::Publish& p) {
   const BrokerOptions& o = broker_.options();
   Counters& counters = broker_.counters(worker_);
@@ -75,6 +93,7 @@ void Client::HandlePublish(mqtt::Publish& p) {
     if (!broker_.StoreWritableLocked(*session_)) reason = rc::kQuotaExceeded;
   }
 
+  std::shared_ptr<Ticket> hook_ticket;  // set when a plugin took the message: the ack waits for it
   // A QoS 2 message's deliveries and its packet id go to disk together (Persistence::BeginAtomic).
   Persistence* const store = p.qos == 2 && reason == rc::kSuccess ? broker_.persistence() : nullptr;
   if (store) store->BeginAtomic();
@@ -96,12 +115,31 @@ void Client::HandlePublish(mqtt::Publish& p) {
       props->user_properties = std::move(p.props.user_properties);
       m->props = std::move(props);
     }
-    const RouteResult routed = broker_.Publish(std::move(m), worker_);
-    if (routed.refused) {
-      // Persistent receivers could not take it: the disk is full (the others have it).
-      reason = rc::kQuotaExceeded;
-    } else if (routed.receivers == 0 && p.qos > 0) {
-      reason = rc::kNoMatchingSubscribers;
+    // Plugins first (the IM layer takes its own topics); whoever handles it also acknowledges it.
+    bool handled = false;
+    if (!broker_.hooks().empty()) {
+      PublishCompletionPtr done;
+      if (p.qos > 0) {
+        hook_ticket = std::make_shared<Ticket>();
+        done = std::make_shared<HookCompletion>(hook_ticket, waker());
+      }
+      const MessagePtr msg = m;
+      for (Hooks* h : broker_.hooks()) {
+        if (h->OnPublish(who, msg, done) == HookResult::kHandled) {
+          handled = true;
+          break;
+        }
+      }
+      if (!handled) hook_ticket.reset();
+    }
+    if (!handled) {
+      const RouteResult routed = broker_.Publish(std::move(m), worker_);
+      if (routed.refused) {
+        // Persistent receivers could not take it: the disk is full (the others have it).
+        reason = rc::kQuotaExceeded;
+      } else if (routed.receivers == 0 && p.qos > 0) {
+        reason = rc::kNoMatchingSubscribers;
+      }
     }
   } else {
     spdlog::debug("publish from {} refused: 0x{:02x}", client_id_, reason);
@@ -120,9 +158,9 @@ void Client::HandlePublish(mqtt::Publish& p) {
   }
   // The ack waits until the message is durable for every persisted receiver (Reply).
   if (p.qos == 1) {
-    ReplyAck(PacketType::kPuback, p.packet_id, reason);
+    ReplyAck(PacketType::kPuback, p.packet_id, reason, std::move(hook_ticket));
   } else if (p.qos == 2) {
-    ReplyAck(PacketType::kPubrec, p.packet_id, reason);
+    ReplyAck(PacketType::kPubrec, p.packet_id, reason, std::move(hook_ticket));
   }
 }
 
