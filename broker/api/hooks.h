@@ -30,6 +30,17 @@ class PublishCompletion {
 };
 using PublishCompletionPtr = std::shared_ptr<PublishCompletion>;
 
+// What the broker offers its plugins. Implemented by the broker core; every method may be called from any
+// thread, including from inside a hook.
+class BrokerServices {
+ public:
+  virtual ~BrokerServices() = default;
+  // Routes `msg` to every matching subscription (and stores it as retained if it says so), as if a client had
+  // published it but without ACL checks, and without offering it to the plugins' OnPublish. `msg->
+  // origin_client_id` matters for No Local. Returns the number of receivers that took it.
+  virtual size_t PublishFromPlugin(const MessagePtr& msg) = 0;
+};
+
 enum class HookResult : uint8_t {
   kContinue,  // not mine: the next plugin sees it, then the broker routes it as usual
   kHandled,   // mine: the broker neither routes nor retains it; the plugin acknowledges it (QoS 1/2)
@@ -38,6 +49,9 @@ enum class HookResult : uint8_t {
 class Hooks {
  public:
   virtual ~Hooks() = default;
+
+  // Once, when the plugin is added (Broker::AddHooks), before any other hook.
+  virtual void OnStart(BrokerServices& broker) {}
 
   // A client is connected: CONNACK (success) has been sent.
   virtual void OnConnected(const ClientIdentity& who) {}

@@ -38,11 +38,11 @@ struct AttachResult {
   bool session_present = false;
 };
 
-class Broker {
+class Broker final : public BrokerServices {
  public:
   // `workers`: number of Counters blocks (one per worker thread).
   Broker(BrokerOptions options, const Clock& clock, int workers);
-  ~Broker();
+  ~Broker() override;
   Broker(const Broker&) = delete;
   Broker& operator=(const Broker&) = delete;
 
@@ -57,7 +57,12 @@ class Broker {
   void SetAuthorizer(const Authorizer* a) { authorizer_ = a; }
   void SetRetainedStore(std::unique_ptr<RetainedStore> store) { retained_ = std::move(store); }
   // Plugins (the IM layer), called in the order added. Before serving; not owned.
-  void AddHooks(Hooks* h) { hooks_.push_back(h); }
+  void AddHooks(Hooks* h) {
+    hooks_.push_back(h);
+    h->OnStart(*this);
+  }
+  // BrokerServices
+  size_t PublishFromPlugin(const MessagePtr& msg) override { return Publish(msg, 0).receivers; }
   const std::vector<Hooks*>& hooks() const { return hooks_; }
   // Durable state (broker/persist). Without one everything lives in memory only.
   void SetPersistence(Persistence* p) { persistence_ = p; }

@@ -35,6 +35,7 @@ class TakesIm final : public Hooks {
     return HookResult::kHandled;
   }
   void OnTick() override { ticks.fetch_add(1); }
+  void OnStart(BrokerServices& b) override { services = &b; }
 
   std::mutex mu;
   std::vector<std::string> events;
@@ -42,6 +43,7 @@ class TakesIm final : public Hooks {
   std::vector<PublishCompletionPtr> pending;
   std::optional<uint8_t> answer_now;
   std::atomic<int> ticks{0};
+  BrokerServices* services = nullptr;
 };
 
 // What a Wake() would make the network layer do: pump, then read what was written.
@@ -153,6 +155,27 @@ TEST_CASE("hooks: a QoS 2 duplicate of a taken message is not offered again") {
   out = pub->Take();
   REQUIRE(out.size() == 1);
   CHECK(As<mqtt::Ack>(out[0]).type == PacketType::kPubcomp);
+}
+
+TEST_CASE("hooks: a plugin publishes through the broker") {
+  Env env;
+  TakesIm plugin;
+  env.broker.AddHooks(&plugin);
+  REQUIRE(plugin.services == &env.broker);
+  auto sub = env.Connect("sub", Version::kV5);
+  env.Subscribe(*sub, "inbox/#", 1);
+  auto m = std::make_shared<Message>();
+  m->topic = "inbox/bob";
+  m->payload = "delivered";
+  m->qos = 1;
+  CHECK(plugin.services->PublishFromPlugin(m) == 1);
+  auto im = std::make_shared<Message>();
+  im->topic = "im/loop";  // not offered to OnPublish again (no plugin loops)
+  CHECK(plugin.services->PublishFromPlugin(im) == 0);
+  CHECK(plugin.taken.empty());
+  auto got = Publishes(sub->PumpTake());
+  REQUIRE(got.size() == 1);
+  CHECK(got[0].payload == "delivered");
 }
 
 }  // namespace
