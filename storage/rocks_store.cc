@@ -77,7 +77,10 @@ class SpdlogLogger final : public rocksdb::Logger {
 Status FromRocks(const rocksdb::Status& s, const std::string& what) {
   if (s.ok()) return Status::Ok();
   std::string msg = what + ": " + s.ToString();
-  if (s.IsNoSpace()) return Status::NoSpace(std::move(msg));
+  // While a background flush or compaction error from a full disk is in effect, RocksDB can refuse writes with
+  // that error wrapped in another code ("Result incomplete: IO error: No space left on device: ..."), without
+  // the NoSpace subcode: the text is what identifies it then.
+  if (s.IsNoSpace() || Contains(msg, "No space left on device")) return Status::NoSpace(std::move(msg));
   if (s.IsCorruption()) return Status::Corruption(std::move(msg));
   if (s.IsShutdownInProgress()) return Status::Shutdown(std::move(msg));
   if (s.IsBusy() || s.IsTryAgain()) return Status::Busy(std::move(msg));
