@@ -33,4 +33,11 @@ struct Message {
 
 using MessagePtr = std::shared_ptr<const Message>;
 
+// Whether `p` holds any of the properties a message carries through the broker to v5 receivers (payload
+// format, content type, response topic, correlation data, user properties): Message::props is set only then.
+inline bool HasPassThroughProperties(const mqtt::Properties& p) {
+  return p.payload_format_indicator || p.content_type || p.response_topic || p.correlation_data ||
+         !p.user_properties.empty();
+}
+
 }  // namespace parley::broker

@@ -427,8 +427,7 @@ MessagePtr Broker::MakeWill(const mqtt::Will& will, const std::string& client_id
   const mqtt::Properties& wp = will.props;
   if (wp.message_expiry_interval)
     m->expires_at = clock_.Now() + std::chrono::seconds(delay_seconds) + std::chrono::seconds(*wp.message_expiry_interval);
-  if (wp.payload_format_indicator || wp.content_type || wp.response_topic || wp.correlation_data ||
-      !wp.user_properties.empty()) {
+  if (HasPassThroughProperties(wp)) {
     auto props = std::make_unique<mqtt::Properties>();
     props->payload_format_indicator = wp.payload_format_indicator;
     props->content_type = wp.content_type;

@@ -324,7 +324,7 @@ void Client::HandleConnect(mqtt::Connect& c) {
   spdlog::debug("connected {} from {} v{} clean={} ka={} expiry={}", client_id_, transport_.PeerAddress(),
                 v5 ? 5 : 3, c.clean_start, keep_alive_, expiry);
   if (!broker_.hooks().empty()) {
-    ClientIdentity who{client_id_, username_ ? std::optional<std::string_view>(*username_) : std::nullopt};
+    const ClientIdentity who = Identity();
     for (Hooks* h : broker_.hooks()) h->OnConnected(who);
   }
   if (ar.session_present) ResendInflight();
@@ -402,7 +402,7 @@ void Client::OnClosed() {
   broker_.clients_connected.fetch_sub(1, std::memory_order_relaxed);
   Counters::Add(broker_.counters(worker_).disconnects);
   if (!broker_.hooks().empty()) {
-    ClientIdentity who{client_id_, username_ ? std::optional<std::string_view>(*username_) : std::nullopt};
+    const ClientIdentity who = Identity();
     for (Hooks* h : broker_.hooks()) h->OnDisconnected(who, graceful_disconnect_);
   }
 
@@ -413,7 +413,7 @@ void Client::OnClosed() {
     ended = session_->ended_;
   }
   if (will_) {
-    ClientIdentity who{client_id_, username_ ? std::optional<std::string_view>(*username_) : std::nullopt};
+    const ClientIdentity who = Identity();
     if (broker_.Allowed(who, will_->topic, Access::kWrite)) {
       const uint32_t delay = std::min(will_->props.will_delay_interval.value_or(0), session_expiry_);
       if (still_bound) {

@@ -82,6 +82,10 @@ class Client {
   // Encodes one PUBLISH to this client; false when it exceeds the client's Maximum Packet Size.
   bool WritePublish(const Delivery& d, uint16_t packet_id, bool dup);
   bool ReasonStringAllowed() const { return request_problem_info_; }
+  // Who this connection is, for the authorizer and the plugins (views into this Client).
+  ClientIdentity Identity() const {
+    return ClientIdentity{client_id_, username_ ? std::optional<std::string_view>(*username_) : std::nullopt};
+  }
 
   Broker& broker_;
   Transport& transport_;

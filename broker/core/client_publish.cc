@@ -15,11 +15,6 @@ namespace {
 // Keeps delivering while less than this is waiting for the kernel; resumes when the buffer drains.
 constexpr size_t kOutHighWater = 256 * 1024;
 
-bool HasPassThroughProps(const mqtt::Properties& p) {
-  return p.payload_format_indicator || p.content_type || p.response_topic || p.correlation_data ||
-         !p.user_properties.empty();
-}
-
 }  // namespace
 
 // A plugin's answer to a PUBLISH it took over: completes the reply's ticket and wakes the connection.
@@ -81,7 +76,7 @@ void Client::HandlePublish(mqtt::Publish& p) {
       return Fail(rc::kReceiveMaximumExceeded, "receive maximum exceeded");
   }
 
-  ClientIdentity who{client_id_, username_ ? std::optional<std::string_view>(*username_) : std::nullopt};
+  const ClientIdentity who = Identity();
   uint8_t reason = rc::kSuccess;
   if (!broker_.Allowed(who, p.topic, Access::kWrite)) {
     reason = rc::kNotAuthorized;
@@ -106,7 +101,7 @@ void Client::HandlePublish(mqtt::Publish& p) {
     m->origin_client_id = client_id_;
     if (p.props.message_expiry_interval)
       m->expires_at = broker_.clock().Now() + std::chrono::seconds(*p.props.message_expiry_interval);
-    if (v5 && HasPassThroughProps(p.props)) {
+    if (v5 && HasPassThroughProperties(p.props)) {
       auto props = std::make_unique<mqtt::Properties>();
       props->payload_format_indicator = p.props.payload_format_indicator;
       props->content_type = std::move(p.props.content_type);

@@ -24,7 +24,7 @@ void Client::HandleSubscribe(const mqtt::Subscribe& sub) {
       return Fail(rc::kSubscriptionIdentifiersNotSupported, "subscription identifiers not supported");
     sub_id = sub.props.subscription_identifiers.front();
   }
-  ClientIdentity who{client_id_, username_ ? std::optional<std::string_view>(*username_) : std::nullopt};
+  const ClientIdentity who = Identity();
 
   struct Granted {
     std::string filter;

@@ -325,8 +325,9 @@ storage::Result<LoadedState> DurableState::Load() {
     }
     if (!it->status().ok()) return it->status();
   }
-  // Walks a family keyed by Str(client id) + rest, calling fn(session, rest, value) for rows of known
-  // sessions and deleting the others.
+  // Walks a family keyed by Str(client id) + rest, calling fn(session, rest, value) for the rows of known
+  // sessions; rows of unknown sessions, and rows fn calls orphans, are deleted.
+  enum class Row { kKeep, kOrphan, kCorrupt };
   auto per_client = [&](Fam fam, auto&& fn) -> storage::Status {
     auto it = store_->NewIterator(fam, iopts);
     std::string cid;
@@ -340,12 +341,12 @@ storage::Result<LoadedState> DurableState::Load() {
         current = found == index.end() ? nullptr : &out.sessions[found->second];
         current_id = cid;
       }
-      if (!current) {
+      const Row row = current ? fn(*current, kr.rest(), it->value()) : Row::kOrphan;
+      if (row == Row::kCorrupt) return Corrupt(fam, it->key(), "row");
+      if (row == Row::kOrphan) {
         cleanup.Delete(fam, it->key());
         ++out.orphans_removed;
-        continue;
       }
-      if (!fn(*current, kr.rest(), it->value())) return Corrupt(fam, it->key(), "row");
     }
     return it->status();
   };
@@ -353,59 +354,44 @@ storage::Result<LoadedState> DurableState::Load() {
   storage::Status st = per_client(Fam::kSubscriptions, [&](StoredSession& s, std::string_view filter, std::string_view v) {
     StoredSubscription sub;
     sub.filter = std::string(filter);
-    if (filter.empty() || !DecodeSubscription(v, &sub.opts, &sub.sub_id)) return false;
+    if (filter.empty() || !DecodeSubscription(v, &sub.opts, &sub.sub_id)) return Row::kCorrupt;
     s.subscriptions.push_back(std::move(sub));
-    return true;
+    return Row::kKeep;
   });
   if (!st.ok()) return st;
 
   // Deliveries refer to bodies by id; a missing body makes the row an orphan.
-  {
-    auto it = store_->NewIterator(Fam::kDeliveries, iopts);
-    std::string cid, current_id;
-    StoredSession* current = nullptr;
-    for (it->SeekToFirst(); it->Valid(); it->Next()) {
-      storage::KeyReader kr(it->key());
-      uint64_t seq = 0;
-      if (!kr.Str(&cid) || !kr.U64(&seq) || !kr.done() || seq == 0) return Corrupt(Fam::kDeliveries, it->key(), "key");
-      if (!current || cid != current_id) {
-        auto found = index.find(cid);
-        current = found == index.end() ? nullptr : &out.sessions[found->second];
-        current_id = cid;
-      }
-      DeliveryRecord r;
-      if (!DecodeDelivery(it->value(), &r)) return Corrupt(Fam::kDeliveries, it->key(), "delivery");
-      LoadedBody* body = nullptr;
-      if (r.message_id) {
-        auto b = bodies.find(r.message_id);
-        if (b != bodies.end()) body = &b->second;
-      }
-      if (!current || (r.message_id && !body)) {
-        cleanup.Delete(Fam::kDeliveries, it->key());
-        ++out.orphans_removed;
-        continue;
-      }
-      StoredDelivery d;
-      d.seq = seq;
-      d.qos = r.qos;
-      d.retain = r.retain;
-      d.sub_ids = std::move(r.sub_ids);
-      d.shared_group = std::move(r.shared_group);
-      if (body) {
-        d.msg = body->msg;
-        ++body->refs;
-      }
-      current->deliveries.push_back(std::move(d));
-      ++out.deliveries;
+  st = per_client(Fam::kDeliveries, [&](StoredSession& s, std::string_view rest, std::string_view v) {
+    uint64_t seq = 0;
+    DeliveryRecord r;
+    if (!storage::GetU64(&rest, &seq) || !rest.empty() || seq == 0 || !DecodeDelivery(v, &r)) return Row::kCorrupt;
+    LoadedBody* body = nullptr;
+    if (r.message_id) {
+      auto b = bodies.find(r.message_id);
+      if (b == bodies.end()) return Row::kOrphan;
+      body = &b->second;
     }
-    if (!it->status().ok()) return it->status();
-  }
+    StoredDelivery d;
+    d.seq = seq;
+    d.qos = r.qos;
+    d.retain = r.retain;
+    d.sub_ids = std::move(r.sub_ids);
+    d.shared_group = std::move(r.shared_group);
+    if (body) {
+      d.msg = body->msg;
+      ++body->refs;
+    }
+    s.deliveries.push_back(std::move(d));
+    ++out.deliveries;
+    return Row::kKeep;
+  });
+  if (!st.ok()) return st;
 
   st = per_client(Fam::kIncomingQos2, [&](StoredSession& s, std::string_view rest, std::string_view) {
     uint16_t id = 0;
-    if (!storage::GetU16(&rest, &id) || !rest.empty() || id == 0) return false;
+    if (!storage::GetU16(&rest, &id) || !rest.empty() || id == 0) return Row::kCorrupt;
     s.incoming_qos2.push_back(id);
-    return true;
+    return Row::kKeep;
   });
   if (!st.ok()) return st;
 

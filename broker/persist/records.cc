@@ -106,11 +106,6 @@ bool DecodeProps(std::string_view* in, mqtt::Properties* p) {
   return true;
 }
 
-bool HasMessageProps(const mqtt::Properties& p) {
-  return p.payload_format_indicator || p.content_type || p.response_topic || p.correlation_data ||
-         !p.user_properties.empty();
-}
-
 }  // namespace
 
 // ---- Session: version, varint32 expiry, flags (1 username, 2 disconnected), [username], [I64 ms] ----------
@@ -183,7 +178,7 @@ bool DecodeDelivery(std::string_view in, DeliveryRecord* r) {
 // ---- Message: version, flags (QoS | RETAIN<<2 | expiry<<3 | props<<4), topic, payload, origin, [I64 expiry
 // ms], [props] ------------------------------------------------------------------------------------------
 void EncodeMessage(const Message& m, const TimeBase& tb, std::string* out) {
-  const bool props = m.props && HasMessageProps(*m.props);
+  const bool props = m.props && HasPassThroughProperties(*m.props);
   out->reserve(out->size() + 24 + m.topic.size() + m.payload.size() + m.origin_client_id.size());
   PutU8(out, kRecordVersion);
   PutU8(out, static_cast<uint8_t>(m.qos | (m.retain ? 4 : 0) | (m.expires_at ? 8 : 0) | (props ? 16 : 0)));

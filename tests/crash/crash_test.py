@@ -1262,6 +1262,9 @@ class Run:
         rep["fault"] = a.fault
         rep["faults"] = len(kills)
         rep["faults_mid_traffic"] = hot
+        # Disk use at the end (after every restart and the drain): shows whether the data dir stays bounded.
+        rep["data_dir_bytes"] = (sum(f.stat().st_size for f in self.broker.datadir.rglob("*") if f.is_file())
+                                 if self.broker and self.broker.datadir.exists() else None)
         rep["published"] = dict(qos1=published[1], qos2=published[2], total=published[1] + published[2])
         rep["acked"] = dict(qos1_puback=acked[1], qos2_pubcomp=acked[2], qos2_pubrec=accepted2,
                             total=acked[1] + acked[2])
@@ -1312,6 +1315,8 @@ def summary_lines(rep):
             dup["qos1"], dup["qos2"], ", QoS 2 after a lost publisher session %d" % dup["qos2_after_session_loss"]
             if dup["qos2_after_session_loss"] else ""),
         "Session Present = 0 on reconnect: %d" % rep["session_present_0_on_reconnect"],
+        "data dir at the end: %s" % ("%.1f MB" % (rep["data_dir_bytes"] / 1e6) if rep["data_dir_bytes"] is not None
+                                     else "n/a"),
         "retained after the last restart: %s" % ("exact (%d)" % ret.get("expected", 0) if ret and not ret.get(
             "problems") else ret.get("problems")),
         "restart -> first CONNACK: median %s ms, max %s ms; -> all clients reconnected: median %s ms, max %s ms" % (
@@ -1346,6 +1351,8 @@ def markdown(rep, argv):
         ("duplicated QoS 1 (allowed)", "%d" % dup["qos1"]),
         ("**duplicated QoS 2**", "**%d**" % dup["qos2"]),
         ("Session Present = 0 on reconnect", "%d" % rep["session_present_0_on_reconnect"]),
+        ("data dir at the end", "%.1f MB" % (rep["data_dir_bytes"] / 1e6) if rep["data_dir_bytes"] is not None
+         else "n/a"),
         ("retained after last restart", "exact" if rep["retained"] and not rep["retained"]["problems"]
          else "; ".join((rep["retained"] or {}).get("problems", ["not checked"])[:3])),
         ("restart → first CONNACK", "median %s ms, max %s ms" % (fc["median"], fc["max"])),

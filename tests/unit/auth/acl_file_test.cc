@@ -295,9 +295,9 @@ TEST_CASE("Load reads a file and names it in errors") {
   auto e = AclFile::Load(bad);
   REQUIRE_FALSE(e.ok());
   CHECK(e.status().message().rfind(bad + ":2: ", 0) == 0);
-  auto missing = AclFile::Load(dir.File("missing"));
+  auto missing = AclFile::Load(dir.Sub("missing"));
   REQUIRE_FALSE(missing.ok());
-  CHECK(missing.status().message().find(dir.File("missing")) != std::string::npos);
+  CHECK(missing.status().message().find(dir.Sub("missing")) != std::string::npos);
 }
 
 }  // namespace

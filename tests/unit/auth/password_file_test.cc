@@ -74,7 +74,7 @@ TEST_CASE("a file written by the real mosquitto_passwd verifies") {
     return;
   }
   TempDir dir;
-  const std::string file = dir.File("passwd");
+  const std::string file = dir.Sub("passwd");
   const std::string cmd = std::string(kMosquittoPasswd) + " -b -c '" + file + "' alice 's3cret pw' && " +
                           kMosquittoPasswd + " -H sha512 -b '" + file + "' bob hunter2 && " +
                           kMosquittoPasswd + " -b '" + file + "' carol ''";

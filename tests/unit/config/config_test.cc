@@ -1,6 +1,8 @@
 #include "broker/config/config.h"
 
 #include <doctest/doctest.h>
+
+#include "tests/unit/temp_dir.h"
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -36,29 +38,6 @@ Config Parsed(std::string_view text, const std::string& name = "t.toml") {
   return r.value();
 }
 
-// A fresh directory under $TMPDIR, removed at scope exit.
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "parley-config-test-XXXXXX").string();
-    REQUIRE(mkdtemp(tmpl.data()) != nullptr);
-    path_ = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  const fs::path& path() const { return path_; }
-  fs::path Write(const std::string& name, std::string_view text) const {
-    const fs::path p = path_ / name;
-    fs::create_directories(p.parent_path());
-    std::ofstream(p, std::ios::binary) << text;
-    return p;
-  }
-
- private:
-  fs::path path_;
-};
 
 // ------------------------------------------------------------------------------------------------
 
@@ -464,7 +443,7 @@ TEST_CASE("relative paths resolve against the source's directory") {
 }
 
 TEST_CASE("LoadConfigFile") {
-  TempDir dir;
+  parley::testing::TempDir dir("config");
   SUBCASE("resolves against the file's absolute directory") {
     const fs::path p =
         dir.Write("etc/parley.toml", std::string(kListener) + "[auth]\nacl_file = \"x.acl\"\n");
@@ -472,8 +451,8 @@ TEST_CASE("LoadConfigFile") {
     INFO(r.status().message());
     REQUIRE(r.ok());
     CHECK(r->source_path == p.string());
-    CHECK(r->auth.acl_file == (dir.path() / "etc" / "x.acl").string());
-    CHECK(r->data_dir == (dir.path() / "etc" / "data").string());
+    CHECK(r->auth.acl_file == (fs::path(dir.path()) / "etc" / "x.acl").string());
+    CHECK(r->data_dir == (fs::path(dir.path()) / "etc" / "data").string());
   }
   SUBCASE("a relative path to the file still yields absolute paths") {
     dir.Write("a/b.toml", kListener);
@@ -482,8 +461,8 @@ TEST_CASE("LoadConfigFile") {
     Result<Config> r = LoadConfigFile("a/../a/b.toml");
     fs::current_path(old);
     REQUIRE(r.ok());
-    CHECK(r->source_path == (dir.path() / "a" / "b.toml").string());
-    CHECK(r->data_dir == (dir.path() / "a" / "data").string());
+    CHECK(r->source_path == (fs::path(dir.path()) / "a" / "b.toml").string());
+    CHECK(r->data_dir == (fs::path(dir.path()) / "a" / "data").string());
   }
   SUBCASE("errors name the path as given") {
     const fs::path p = dir.Write("bad.toml", std::string(kListener) + "[limits]\nmax_qos = 3\n");
@@ -492,10 +471,10 @@ TEST_CASE("LoadConfigFile") {
     CHECK(r.status().message() == p.string() + ":4: limits.max_qos: must be 0, 1 or 2 (got 3)");
   }
   SUBCASE("missing file, directory") {
-    const std::string missing = (dir.path() / "nope.toml").string();
+    const std::string missing = (fs::path(dir.path()) / "nope.toml").string();
     CHECK(LoadConfigFile(missing).status().message() == missing + ": cannot open: No such file or directory");
-    CHECK(LoadConfigFile(dir.path().string()).status().message() ==
-          dir.path().string() + ": is a directory, not a config file");
+    CHECK(LoadConfigFile(dir.path()).status().message() ==
+          dir.path() + ": is a directory, not a config file");
   }
   SUBCASE("endless or huge files are refused") {
     CHECK(LoadConfigFile("/dev/zero").status().message() ==

@@ -209,6 +209,7 @@ TEST_CASE("durable state: barriers") {
   // Another thread's writes are its own.
   std::thread([&] { st.PutSession("b", 60, std::nullopt, std::nullopt); }).join();
   CHECK_FALSE(st.Barrier([](bool) {}));
+  rig.Drain();  // b's write is done before the disk "fills": only the next one fails
 
   // A failed write fails the barrier, and a full disk makes the store unwritable until a probe succeeds.
   rig.fault->FailWrites(storage::Code::kNoSpace);

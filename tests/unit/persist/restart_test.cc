@@ -184,6 +184,15 @@ TEST_CASE("restart: a QoS 2 message's deliveries and packet id reach the disk in
     s->client->OnClosed();
   }
   auto pub = Connect(rig, Persistent("pub"));
+  // Routing pauses 20 ms before each receiver (a slow authorizer), long enough for the storage thread to
+  // write the first receiver's row on its own if nothing held it back.
+  struct SlowReads final : Authorizer {
+    bool Allowed(const ClientIdentity&, std::string_view, Access access) const override {
+      if (access == Access::kRead) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      return true;
+    }
+  } slow;
+  rig.broker->SetAuthorizer(&slow);
   rig.Drain();
   const uint64_t before = rig.fault->writes();
   CHECK(PublishAcked(*pub, "x/1", "m", 2, 5).type == PacketType::kPubrec);
@@ -191,6 +200,7 @@ TEST_CASE("restart: a QoS 2 message's deliveries and packet id reach the disk in
   CHECK(rig.fault->writes() - before == 1);  // two delivery rows, one body, one QoS 2 id: one batch
   CHECK(rig.Rows(Fam::kDeliveries) == 2);
   CHECK(rig.Rows(Fam::kIncomingQos2) == 1);
+  rig.broker->SetAuthorizer(nullptr);  // `slow` goes out of scope before the peers
 }
 
 TEST_CASE("restart: a share group's queued message survives, and moves on when its holder leaves") {

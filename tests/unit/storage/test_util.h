@@ -3,6 +3,8 @@
 // table start clean in the child).
 #pragma once
 
+#include "tests/unit/temp_dir.h"
+
 #include <doctest/doctest.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -32,27 +34,10 @@ namespace parley::storage::testing {
 // Keep test output to warnings and errors (stores log an info line per open).
 inline const bool kQuietLogs = (spdlog::set_level(spdlog::level::warn), true);
 
-// A temporary directory, removed with its contents at scope exit.
-class TempDir {
+// The shared temporary directory (tests/unit/temp_dir.h), named parley-storage-*.
+class TempDir : public parley::testing::TempDir {
  public:
-  TempDir() {
-    const char* base = std::getenv("TMPDIR");
-    std::string tmpl = std::string(base && *base ? base : "/tmp") + "/parley-storage-XXXXXX";
-    REQUIRE(mkdtemp(tmpl.data()) != nullptr);
-    path_ = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-
-  const std::string& path() const { return path_; }
-  std::string Sub(const std::string& name) const { return path_ + "/" + name; }
-
- private:
-  std::string path_;
+  TempDir() : parley::testing::TempDir("storage") {}
 };
 
 inline std::string ReadFile(const std::string& path) {
