@@ -8,7 +8,7 @@ pkgs=(build-essential cmake ninja-build pkg-config
       nlohmann-json3-dev libtomlplusplus-dev libspdlog-dev libfmt-dev libcli11-dev doctest-dev)
 case "$kind" in
   build) ;;
-  test) pkgs+=(mosquitto mosquitto-clients python3 python3-paho-mqtt python3-pytest python3-pytest-timeout) ;;
+  test) pkgs+=(mosquitto mosquitto-clients python3 python3-paho-mqtt python3-pytest python3-pytest-timeout python3-protobuf python3-msgpack) ;;
   fuzz) pkgs+=(clang-14 libclang-rt-14-dev) ;;
   *) echo "usage: $0 [build|test|fuzz]" >&2; exit 2 ;;
 esac

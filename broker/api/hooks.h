@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <string_view>
 
 #include "broker/api/auth.h"
 #include "broker/api/message.h"
@@ -41,6 +42,13 @@ class BrokerServices {
   virtual size_t PublishFromPlugin(const MessagePtr& msg) = 0;
 };
 
+// A plugin's answer to an authorisation question (Hooks::OnAuthorize).
+enum class HookAccess : uint8_t {
+  kNoOpinion,  // not my topic: the next plugin, then the broker's ACL decide
+  kAllow,      // allowed; the broker's ACL is not consulted
+  kDeny,       // refused (PUBLISH: 0x87 / 3.1.1 disconnect; SUBSCRIBE: 0x80)
+};
+
 enum class HookResult : uint8_t {
   kContinue,  // not mine: the next plugin sees it, then the broker routes it as usual
   kHandled,   // mine: the broker neither routes nor retains it; the plugin acknowledges it (QoS 1/2)
@@ -57,6 +65,16 @@ class Hooks {
   virtual void OnConnected(const ClientIdentity& who) {}
   // The connection of a client that had connected ended. `graceful`: it sent DISCONNECT (reason 0x00).
   virtual void OnDisconnected(const ClientIdentity& who, bool graceful) {}
+
+  // May `who` publish to `topic` (kWrite) or subscribe to the filter `topic` (kRead)? Asked on the loop
+  // thread before the broker's ACL, for every PUBLISH, SUBSCRIBE filter and will; must be fast and must not
+  // block (no storage reads). The first plugin with an opinion decides.
+  virtual HookAccess OnAuthorize(const ClientIdentity& who, std::string_view topic, Access access) {
+    return HookAccess::kNoOpinion;
+  }
+  // A subscription of `who` to `filter` was granted (`added`) or removed by UNSUBSCRIBE (!added). Not
+  // called for subscriptions that end with their session, nor for those restored at start.
+  virtual void OnSubscription(const ClientIdentity& who, std::string_view filter, bool added) {}
 
   // A PUBLISH from a connected client, after the broker's own checks (topic, alias, ACL write access, payload
   // format), before it is routed. `qos` is the publisher's QoS. `done` is null for QoS 0; for QoS 1/2 the

@@ -25,6 +25,9 @@ struct Message {
   std::optional<SteadyTime> expires_at;
   // The publishing session's client id, for No Local. Empty for broker-originated messages.
   std::string origin_client_id;
+  // Never written to the durable session queues (only kept in memory): set by a plugin that keeps its own
+  // durable copy and lets receivers catch up from it (the IM layer's live deliveries).
+  bool transient = false;
 
   bool ExpiredAt(SteadyTime now) const { return expires_at && now >= *expires_at; }
   // Bytes this message keeps alive (queue accounting).

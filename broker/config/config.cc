@@ -523,6 +523,38 @@ void ReadStorage(Errors& errors, const toml::table& t, Storage* st) {
   r.Finish();
 }
 
+void ReadIm(Errors& errors, const toml::table& t, Im* im) {
+  TableReader r(errors, t, "im");
+  constexpr int64_t kU32 = std::numeric_limits<uint32_t>::max();
+  constexpr uint64_t kYear = 366 * kDay;
+  r.Bool("enabled", &im->enabled);
+  r.Integer("max_group_members", 2, 1'000'000, &im->max_group_members);
+  r.Integer("inbox_fanout_max", 0, 1'000'000, &im->inbox_fanout_max);
+  r.Integer("receipts_max_members", 0, 1'000'000, &im->receipts_max_members);
+  r.Integer("typing_max_members", 0, 1'000'000, &im->typing_max_members);
+  std::optional<uint64_t> ms;
+  auto seconds = [&](std::string_view key, uint64_t lo_ms, bool allow_none, Seconds* out) {
+    if (r.Duration(key, lo_ms, kYear * 10, /*whole_seconds=*/true, allow_none, &ms))
+      *out = Seconds(ms ? static_cast<int64_t>(*ms / 1000) : 0);
+  };
+  seconds("dedup_window", 1000, false, &im->dedup_window);
+  seconds("edit_window", 0, false, &im->edit_window);
+  seconds("recall_window", 0, false, &im->recall_window);
+  r.Size("max_message_bytes", 1, 16ull << 20, &im->max_message_bytes);
+  r.Integer("max_mentions", 0, 10'000, &im->max_mentions);
+  r.Integer("max_versions", 0, 10'000, &im->max_versions);
+  r.Integer("send_rate", 0, kU32, &im->send_rate, "must be between 0 (unlimited) and 4294967295");
+  r.Integer("send_burst", 1, kU32, &im->send_burst);
+  if (r.Duration("presence_grace", 0, kDay, false, false, &ms)) im->presence_grace = Milliseconds(*ms);
+  if (r.Duration("typing_interval", 0, kDay, false, false, &ms)) im->typing_interval = Milliseconds(*ms);
+  seconds("retention_max_age", 1000, true, &im->retention_max_age);
+  r.Integer("retention_max_count", 0, std::numeric_limits<int64_t>::max(), &im->retention_max_count,
+            "must be 0 (no limit) or more");
+  seconds("inbox_retention", 1000, false, &im->inbox_retention);
+  seconds("sweep_interval", 1000, false, &im->sweep_interval);
+  r.Finish();
+}
+
 void ReadLog(Errors& errors, const toml::table& t, Log* log) {
   TableReader r(errors, t, "log");
   r.OneOf("level", {"trace", "debug", "info", "warn", "error", "critical", "off"}, &log->level);
@@ -562,6 +594,7 @@ Result<Config> Parse(std::string_view text, const std::string& name, const fs::p
   if (const toml::table* t = root.Table("auth")) ReadAuth(errors, *t, &config.auth);
   if (const toml::table* t = root.Table("sys")) ReadSys(errors, *t, &config.sys);
   if (const toml::table* t = root.Table("storage")) ReadStorage(errors, *t, &config.storage);
+  if (const toml::table* t = root.Table("im")) ReadIm(errors, *t, &config.im);
   root.Finish();
   if (!errors.empty()) return errors.ToStatus();
 

@@ -75,6 +75,30 @@ struct Storage {
   friend bool operator==(const Storage&, const Storage&) = default;
 };
 
+// [im]: the IM layer (docs/protocol.md; mapped onto parley::im::Options by parleyd).
+struct Im {
+  bool enabled = true;
+  uint32_t max_group_members = 10'000;
+  uint32_t inbox_fanout_max = 500;
+  uint32_t receipts_max_members = 100;
+  uint32_t typing_max_members = 100;
+  Seconds dedup_window{7 * 24 * 3600};
+  Seconds edit_window{24 * 3600};
+  Seconds recall_window{24 * 3600};
+  uint64_t max_message_bytes = 64 * 1024;
+  uint32_t max_mentions = 50;
+  uint32_t max_versions = 20;
+  uint32_t send_rate = 50;   // per second per user; 0 = unlimited
+  uint32_t send_burst = 200;
+  Milliseconds presence_grace{5000};
+  Milliseconds typing_interval{2000};
+  Seconds retention_max_age{0};      // 0 ("none") = forever
+  uint64_t retention_max_count = 0;  // 0 = no limit
+  Seconds inbox_retention{30 * 24 * 3600};
+  Seconds sweep_interval{60};
+  friend bool operator==(const Im&, const Im&) = default;
+};
+
 struct Log {
   std::string level = "info";  // trace, debug, info, warn, error, critical, off
   std::string format = "text";  // "text" or "json"
@@ -90,6 +114,7 @@ struct Config {
   Auth auth;
   Sys sys;
   Storage storage;
+  Im im;
   Log log;
   std::string source_path;          // file the config came from ("" = built-in default); absolute
                                     // when loaded by LoadConfigFile, source_name for ParseConfig

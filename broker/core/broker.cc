@@ -117,9 +117,9 @@ void Broker::UnpersistLocked(Session& s) {
   if (!persistence_ || !s.persisted_) return;
   std::vector<MessagePtr> held;
   for (size_t i = 0; i < s.queue_.size(); ++i)
-    if (s.queue_[i].qos) held.push_back(s.queue_[i].msg);
+    if (StoredLocked(s, s.queue_[i])) held.push_back(s.queue_[i].msg);
   for (const Inflight& f : s.inflight_)
-    if (f.delivery.msg) held.push_back(f.delivery.msg);
+    if (f.delivery.msg && StoredLocked(s, f.delivery)) held.push_back(f.delivery.msg);
   persistence_->DeleteSession(s.client_id(), held);
   s.persisted_ = false;
 }
@@ -267,7 +267,7 @@ DeliverOutcome Broker::Deliver(const SessionPtr& s, Delivery d, int worker) {
   Counters& c = counters_[worker];
   {
     std::lock_guard lock(s->mu_);
-    const bool store = persistence_ && s->persisted_ && d.qos > 0 && !s->ended_;
+    const bool store = StoredLocked(*s, d) && !s->ended_;
     if (store && !persistence_->Writable()) {
       Counters::Add(c.dropped[static_cast<int>(DropCause::kStorage)]);
       return DeliverOutcome::kRefused;

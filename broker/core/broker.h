@@ -78,7 +78,12 @@ class Broker final : public BrokerServices {
   // allow_anonymous decides for clients without a user name, and clients with one are accepted only
   // when no provider is configured and anonymous access is on.
   AuthDecision Authenticate(const ConnectInfo& info) const;
+  // Plugins first (Hooks::OnAuthorize), then the ACL; with neither, everything is allowed.
   bool Allowed(const ClientIdentity& who, std::string_view topic, Access access) const {
+    for (Hooks* h : hooks_) {
+      const HookAccess a = h->OnAuthorize(who, topic, access);
+      if (a != HookAccess::kNoOpinion) return a == HookAccess::kAllow;
+    }
     return !authorizer_ || authorizer_->Allowed(who, topic, access);
   }
 
@@ -123,11 +128,15 @@ class Broker final : public BrokerServices {
   bool StoreWritableLocked(const Session& s) const {
     return !persistence_ || !s.persisted_ || persistence_->Writable();
   }
+  // Whether `d` of `s` is (or would be) on disk: QoS 1/2 to a persisted session, unless transient.
+  bool StoredLocked(const Session& s, const Delivery& d) const {
+    return persistence_ && s.persisted_ && d.qos && !(d.msg && d.msg->transient);
+  }
   void StoreRemoveLocked(const Session& s, const Delivery& d) {
-    if (persistence_ && s.persisted_ && d.qos) persistence_->RemoveDelivery(s.client_id(), d.seq, d.msg);
+    if (StoredLocked(s, d)) persistence_->RemoveDelivery(s.client_id(), d.seq, d.msg);
   }
   void StoreReleaseLocked(const Session& s, const Delivery& d) {
-    if (persistence_ && s.persisted_) persistence_->ReleaseDelivery(s.client_id(), d.seq, d.msg);
+    if (StoredLocked(s, d)) persistence_->ReleaseDelivery(s.client_id(), d.seq, d.msg);
   }
   void StoreIncomingQos2Locked(const Session& s, uint16_t packet_id, bool add) {
     if (!persistence_ || !s.persisted_) return;

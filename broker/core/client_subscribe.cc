@@ -96,6 +96,7 @@ void Client::HandleSubscribe(const mqtt::Subscribe& sub) {
       }
     }
     ack.reason_codes.push_back(opts.qos);
+    for (Hooks* h : broker_.hooks()) h->OnSubscription(who, s.filter, true);
     if (!shared) granted.push_back(Granted{std::string(filter), opts, existed});
   }
   Reply(std::move(ack));  // once the subscriptions are durable
@@ -130,7 +131,11 @@ void Client::HandleUnsubscribe(const mqtt::Unsubscribe& u) {
       had = session_->subscriptions_.erase(f) > 0;
       if (had) broker_.StoreSubscriptionLocked(*session_, f, nullptr);
     }
-    if (had) broker_.tree().Unsubscribe(session_.get(), f);
+    if (had) {
+      broker_.tree().Unsubscribe(session_.get(), f);
+      const ClientIdentity who = Identity();
+      for (Hooks* h : broker_.hooks()) h->OnSubscription(who, f, false);
+    }
     if (version_ == Version::kV5) ack.reason_codes.push_back(had ? rc::kSuccess : rc::kNoSubscriptionExisted);
     // A member leaving a share group hands what it still holds for that group to the others.
     SharedFilter sf;

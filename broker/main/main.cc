@@ -15,7 +15,10 @@
 #include "broker/net/server.h"
 #include "broker/persist/durable_state.h"
 #include "broker/persist/layout.h"
+#include "im/keys.h"
+#include "im/service.h"
 #include "storage/executor.h"
+#include "storage/mem_store.h"
 #include "storage/rocks_store.h"
 
 namespace {
@@ -48,6 +51,29 @@ parley::broker::BrokerOptions ToOptions(const Config& c) {
   o.allow_anonymous = c.auth.allow_anonymous;
   o.sys_enabled = c.sys.enabled;
   o.sys_interval = c.sys.interval;
+  return o;
+}
+
+parley::im::Options ToImOptions(const parley::config::Im& c) {
+  parley::im::Options o;
+  o.max_group_members = c.max_group_members;
+  o.inbox_fanout_max = c.inbox_fanout_max;
+  o.receipts_max_members = c.receipts_max_members;
+  o.typing_max_members = c.typing_max_members;
+  o.dedup_window = c.dedup_window;
+  o.edit_window = c.edit_window;
+  o.recall_window = c.recall_window;
+  o.max_message_bytes = static_cast<uint32_t>(c.max_message_bytes);
+  o.max_mentions = c.max_mentions;
+  o.max_versions = c.max_versions;
+  o.send_rate = c.send_rate;
+  o.send_burst = c.send_burst;
+  o.presence_grace = c.presence_grace;
+  o.typing_interval = c.typing_interval;
+  o.retention_max_age = c.retention_max_age;
+  o.retention_max_count = c.retention_max_count;
+  o.inbox_retention = c.inbox_retention;
+  o.sweep_interval = c.sweep_interval;
   return o;
 }
 
@@ -129,22 +155,28 @@ int main(int argc, char** argv) {
 
   // Durable state: open the data dir (refusing one that is locked, unreadable, corrupt or too new, without
   // touching it), load it into the broker, then persist every change through one group-commit executor.
-  std::unique_ptr<parley::storage::RocksStore> store;
+  // One store for the broker's state and the IM layer's: the broker's families first, then the IM's.
+  std::unique_ptr<parley::storage::Store> store;
   std::unique_ptr<parley::storage::WriteExecutor> executor;
   std::unique_ptr<parley::broker::persist::DurableState> durable;
+  std::vector<std::string> families;
+  if (cfg.storage.enabled) families = parley::broker::persist::FamilyNames();
+  const auto im_base = static_cast<uint32_t>(families.size());
+  if (cfg.im.enabled)
+    families.insert(families.end(), parley::im::FamilyNames().begin(), parley::im::FamilyNames().end());
+  parley::storage::ExecutorOptions eo;
+  eo.durability = *parley::storage::ParseDurability(cfg.storage.durability);
+  eo.batch_sync_interval = cfg.storage.batch_interval;
+  // Bounded in practice by the clients' in-flight windows (acks wait for the writes); refused beyond.
+  eo.max_queue_bytes = size_t{1} << 30;
   if (cfg.storage.enabled) {
     const auto t0 = std::chrono::steady_clock::now();
     parley::storage::OpenOptions oo;
-    oo.families = parley::broker::persist::FamilyNames();
+    oo.families = families;
     auto opened = parley::storage::RocksStore::Open(cfg.data_dir, oo);
     if (!opened.ok()) return Fail("cannot open the data dir: " + opened.status().ToString());
     store = std::move(opened.value());
     const auto t_open = std::chrono::steady_clock::now();
-    parley::storage::ExecutorOptions eo;
-    eo.durability = *parley::storage::ParseDurability(cfg.storage.durability);
-    eo.batch_sync_interval = cfg.storage.batch_interval;
-    // Bounded in practice by the clients' in-flight windows (acks wait for the writes); refused beyond.
-    eo.max_queue_bytes = size_t{1} << 30;
     executor = std::make_unique<parley::storage::WriteExecutor>(store.get(), eo);
     durable = std::make_unique<parley::broker::persist::DurableState>(store.get(), executor.get(),
                                                                        parley::SystemClock::Instance());
@@ -160,6 +192,23 @@ int main(int argc, char** argv) {
     spdlog::info("storage: {} ({} durability); opened in {} ms (WAL replay included); loaded {} sessions, {} queued "
                  "messages in {} ms",
                  cfg.data_dir, cfg.storage.durability, open_ms, nsessions, ndeliveries, load_ms);
+  } else if (cfg.im.enabled) {
+    // No data dir: the IM layer keeps its state in memory (lost at exit), as the broker does.
+    auto opened = parley::storage::MemStore::Open(families);
+    if (!opened.ok()) return Fail("cannot create the in-memory store: " + opened.status().ToString());
+    store = std::move(opened.value());
+    executor = std::make_unique<parley::storage::WriteExecutor>(store.get(), eo);
+    spdlog::warn("storage disabled: IM conversations live in memory only");
+  }
+
+  // The IM layer: a plugin on the broker's hooks, sharing the store and its group-commit executor.
+  std::unique_ptr<parley::im::ImService> im;
+  if (cfg.im.enabled) {
+    im = std::make_unique<parley::im::ImService>(ToImOptions(cfg.im), store.get(), executor.get(), im_base,
+                                                 parley::SystemClock::Instance());
+    if (auto st = im->Start(); !st.ok()) return Fail("cannot start the IM layer: " + st.message());
+    broker.AddHooks(im.get());
+    spdlog::info("im: enabled (topics $im/v1/...)");
   }
 
   parley::net::Server server(broker, nworkers);
@@ -182,6 +231,7 @@ int main(int argc, char** argv) {
     break;
   }
   server.Stop();
+  if (im) im->Stop();  // finishes queued IM work (its writes go to the executor)
   if (executor) executor->Shutdown();  // every accepted write reaches the disk; then nothing calls back
   spdlog::info("stopped");
   return 0;

@@ -1,0 +1,87 @@
+// What the IM writer and reader share: the store and its families, the clock, the broker (for publishing to
+// devices), the committed-stamp watermark, and the map of online devices.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "base/clock.h"
+#include "broker/api/hooks.h"
+#include "im.pb.h"
+#include "im/format.h"
+#include "im/keys.h"
+#include "im/options.h"
+#include "storage/executor.h"
+#include "storage/store.h"
+
+namespace parley::im {
+
+namespace v1 = parley::im::v1;
+
+// Where a request came from and where its answer goes.
+struct Origin {
+  std::string user;
+  std::string device;  // client id
+  Format format = Format::kProtobuf;
+  std::string response_topic;              // MQTT 5 Response Topic (within the device's own topics), or empty
+  std::optional<std::string> correlation;  // MQTT 5 Correlation Data, echoed
+  broker::PublishCompletionPtr done;       // null for QoS 0 requests
+};
+
+// A connected device and the formats it subscribed to (bit i = Format i).
+struct OnlineDevice {
+  std::string client_id;
+  uint32_t formats = 0;
+};
+
+class Context {
+ public:
+  Context(Options options, storage::Store* store, storage::WriteExecutor* executor, uint32_t family_base,
+          const Clock& clock)
+      : options(options), store(store), executor(executor), fam(family_base), clock(clock) {}
+
+  const Options options;
+  storage::Store* const store;
+  storage::WriteExecutor* const executor;
+  const Families fam;
+  const Clock& clock;
+  broker::BrokerServices* broker = nullptr;  // set by OnStart, before any request
+
+  // Every stamp up to this one is committed (written by the executor's callbacks, in order).
+  std::atomic<uint64_t> committed_stamp{0};
+
+  // Answers a request: the Response goes to the origin's response topic or device topic in its format;
+  // then the request's PUBLISH is acknowledged. Any thread.
+  void Respond(const Origin& to, v1::Response& response) const;
+  void RespondError(const Origin& to, const std::string& req_id, v1::ErrorCode code, std::string message,
+                    uint32_t retry_after_ms = 0) const;
+  // Sends `event` to every online device of `user` except `except_device`, at QoS `qos`. Encodes once per
+  // format in `cache` (indexed by Format) so one event sent to many devices is encoded at most three times.
+  void PushEvent(const std::string& user, const v1::ServerFrame& frame, std::string_view except_device,
+                 std::string* cache, uint8_t qos = 1) const;
+
+  // Online devices, written by the writer strand, read by both.
+  void SetOnline(const std::string& user, const OnlineDevice& d);
+  // Removes the device; returns how many devices the user still has online.
+  size_t SetOffline(const std::string& user, std::string_view client_id);
+  bool IsOnline(const std::string& user) const;
+  std::vector<OnlineDevice> DevicesOf(const std::string& user) const;
+
+ private:
+  void PublishTo(std::string topic, std::string payload, Format f, const std::optional<std::string>& correlation,
+                 uint8_t qos) const;
+
+  mutable std::mutex online_mu_;
+  std::unordered_map<std::string, std::vector<OnlineDevice>> online_;  // guarded by online_mu_
+};
+
+// Milliseconds since the epoch -> stamp units (microseconds); and back.
+inline uint64_t StampFromMillis(int64_t ms) { return ms <= 0 ? 0 : static_cast<uint64_t>(ms) * 1000; }
+
+}  // namespace parley::im

@@ -1,0 +1,145 @@
+#include "im/service.h"
+
+#include <spdlog/spdlog.h>
+
+#include "im/topics.h"
+
+namespace parley::im {
+
+namespace {
+
+// Requests waiting for a thread past this are refused at once (ERR_UNAVAILABLE) instead of queued: a flood
+// must not grow memory without bound.
+constexpr size_t kMaxQueued = 50'000;
+
+bool IsQuery(v1::Request::OpCase op) {
+  switch (op) {
+    case v1::Request::kSync:
+    case v1::Request::kHistory:
+    case v1::Request::kRange:
+    case v1::Request::kGetConversation:
+    case v1::Request::kListMembers:
+    case v1::Request::kPresence:
+      return true;
+    default:
+      return false;
+  }
+}
+
+}  // namespace
+
+ImService::ImService(Options options, storage::Store* store, storage::WriteExecutor* executor, uint32_t family_base,
+                     const Clock& clock)
+    : ctx_(options, store, executor, family_base, clock),
+      strand_("parley-im"),
+      reader_queue_("parley-im-read"),
+      writer_(ctx_, strand_),
+      reader_(ctx_) {}
+
+ImService::~ImService() { Stop(); }
+
+Status ImService::Start() { return writer_.Start(); }
+
+void ImService::Stop() {
+  stopped_ = true;
+  reader_queue_.Stop();
+  strand_.Stop();
+}
+
+void ImService::OnStart(broker::BrokerServices& broker) { ctx_.broker = &broker; }
+
+broker::HookAccess ImService::OnAuthorize(const broker::ClientIdentity& who, std::string_view topic,
+                                          broker::Access access) {
+  if (!IsImTopic(topic)) return broker::HookAccess::kNoOpinion;
+  // IM identity is the authenticated user name; a device is named by its client id.
+  if (!who.username || who.username->empty() || !IsValidDeviceId(who.client_id)) return broker::HookAccess::kDeny;
+  if (access == broker::Access::kWrite)
+    return ParseRequestTopic(topic) ? broker::HookAccess::kAllow : broker::HookAccess::kDeny;
+  // Read: only the device's own topics (any filter below them, e.g. a custom MQTT 5 response topic).
+  std::string own(kDevicePrefix);
+  own.append(who.client_id).push_back('/');
+  return topic.starts_with(own) && topic.size() > own.size() ? broker::HookAccess::kAllow
+                                                             : broker::HookAccess::kDeny;
+}
+
+void ImService::OnSubscription(const broker::ClientIdentity& who, std::string_view filter, bool added) {
+  if (stopped_ || !who.username || !IsImTopic(filter)) return;
+  const std::optional<Format> f = ParseDeviceTopic(filter, who.client_id);
+  if (!f) return;
+  strand_.Post([this, user = std::string(*who.username), cid = std::string(who.client_id), f = *f, added] {
+    writer_.Subscription(user, cid, f, added);
+  });
+}
+
+void ImService::OnConnected(const broker::ClientIdentity& who) {
+  if (stopped_ || !who.username || who.username->empty() || !IsValidDeviceId(who.client_id)) return;
+  strand_.Post([this, user = std::string(*who.username), cid = std::string(who.client_id)] {
+    writer_.DeviceConnected(user, cid);
+  });
+}
+
+void ImService::OnDisconnected(const broker::ClientIdentity& who, bool graceful) {
+  if (stopped_ || !who.username || who.username->empty() || !IsValidDeviceId(who.client_id)) return;
+  strand_.Post([this, user = std::string(*who.username), cid = std::string(who.client_id)] {
+    writer_.DeviceDisconnected(user, cid);
+  });
+}
+
+broker::HookResult ImService::OnPublish(const broker::ClientIdentity& who, const broker::MessagePtr& msg,
+                                        const broker::PublishCompletionPtr& done) {
+  if (!IsImTopic(msg->topic)) return broker::HookResult::kContinue;
+  std::optional<Format> format = ParseRequestTopic(msg->topic);
+  if (!format || !who.username || stopped_) {  // OnAuthorize refused these already; be safe anyway
+    if (done) done->Complete(0x87);
+    return broker::HookResult::kHandled;
+  }
+  Origin from;
+  from.user = std::string(*who.username);
+  from.device = std::string(who.client_id);
+  from.done = done;
+  if (const mqtt::Properties* p = msg->props.get()) {
+    if (p->content_type)
+      if (std::optional<Format> f = FormatFromContentType(*p->content_type)) format = f;
+    // A response topic is honoured only inside the device's own topics (where it may subscribe).
+    if (p->response_topic && p->response_topic->starts_with(DeviceTopic(from.device, Format::kProtobuf).substr(
+                                 0, kDevicePrefix.size() + from.device.size() + 1)))
+      from.response_topic = *p->response_topic;
+    if (p->correlation_data) from.correlation = *p->correlation_data;
+  }
+  from.format = *format;
+
+  auto req = std::make_shared<v1::Request>();
+  if (Status st = Decode(msg->payload, from.format, req.get()); !st.ok()) {
+    ctx_.RespondError(from, "", v1::ERR_BAD_REQUEST, st.message());
+    return broker::HookResult::kHandled;
+  }
+  if (req->op_case() == v1::Request::OP_NOT_SET) {
+    ctx_.RespondError(from, req->req_id(), v1::ERR_BAD_REQUEST, "the request names no operation");
+    return broker::HookResult::kHandled;
+  }
+  const bool query = IsQuery(req->op_case());
+  TaskQueue& q = query ? reader_queue_ : strand_;
+  if (q.pending() > kMaxQueued) {
+    ctx_.RespondError(from, req->req_id(), v1::ERR_UNAVAILABLE, "server busy", 500);
+    return broker::HookResult::kHandled;
+  }
+  if (query) {
+    q.Post([this, from = std::move(from), req] {
+      const uint64_t cursor = reader_.Handle(from, *req);
+      if (cursor) strand_.Post([this, cid = from.device, cursor] { writer_.SetDeviceCursor(cid, cursor); });
+    });
+  } else {
+    q.Post([this, from = std::move(from), req] { writer_.Handle(from, *req); });
+  }
+  return broker::HookResult::kHandled;
+}
+
+void ImService::OnTick() {
+  if (stopped_ || tick_queued_.exchange(true)) return;  // one tick in the queue at a time
+  strand_.Post([this] {
+    tick_queued_ = false;
+    writer_.Tick();
+  });
+}
+
+}  // namespace parley::im

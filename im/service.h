@@ -1,0 +1,59 @@
+// ImService: the IM layer as a broker plugin (broker/api/hooks.h). parleyd creates one, Start()s it, and adds
+// it to the broker with Broker::AddHooks; the broker then hands it every PUBLISH, SUBSCRIBE and will under
+// "$im/" and tells it who connects and disconnects.
+//
+// Threads: the hooks run on the broker's loop threads and only check, decode and post; the writer strand and
+// the reader thread (im/README.md) do the work. Start and Stop: the thread that owns the service.
+#pragma once
+
+#include <atomic>
+#include <memory>
+
+#include "broker/api/hooks.h"
+#include "im/context.h"
+#include "im/reader.h"
+#include "im/task_queue.h"
+#include "im/writer.h"
+
+namespace parley::im {
+
+class ImService final : public broker::Hooks {
+ public:
+  // `store` and `executor` (the broker's, shared) must outlive the service; the IM families start at index
+  // `family_base` of the store's family list (keys.h FamilyNames()).
+  ImService(Options options, storage::Store* store, storage::WriteExecutor* executor, uint32_t family_base,
+            const Clock& clock);
+  // Stop().
+  ~ImService() override;
+
+  // Reads what the IM layer needs from disk. Before Broker::AddHooks.
+  Status Start();
+  // Finishes the work already queued and stops the threads; later hooks are ignored. Call after the broker has
+  // stopped serving and BEFORE the executor shuts down... or after: either order is safe, but requests whose
+  // writes are still in the executor then get no answer (their connections are gone anyway).
+  void Stop();
+
+  Writer::Stats writer_stats() const { return writer_.stats(); }
+
+  // broker::Hooks
+  void OnStart(broker::BrokerServices& broker) override;
+  broker::HookAccess OnAuthorize(const broker::ClientIdentity& who, std::string_view topic,
+                                 broker::Access access) override;
+  void OnSubscription(const broker::ClientIdentity& who, std::string_view filter, bool added) override;
+  void OnConnected(const broker::ClientIdentity& who) override;
+  void OnDisconnected(const broker::ClientIdentity& who, bool graceful) override;
+  broker::HookResult OnPublish(const broker::ClientIdentity& who, const broker::MessagePtr& msg,
+                               const broker::PublishCompletionPtr& done) override;
+  void OnTick() override;
+
+ private:
+  Context ctx_;
+  TaskQueue strand_;
+  TaskQueue reader_queue_;
+  Writer writer_;
+  Reader reader_;
+  std::atomic<bool> tick_queued_{false};
+  std::atomic<bool> stopped_{false};
+};
+
+}  // namespace parley::im

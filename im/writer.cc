@@ -1,0 +1,1385 @@
+#include "im/writer.h"
+
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <set>
+
+#include "im/ids.h"
+#include "im/topics.h"
+
+namespace parley::im {
+
+using storage::WriteBatch;
+
+namespace {
+
+constexpr size_t kMaxClientMsgId = 64;
+constexpr size_t kMaxNameBytes = 256;
+constexpr size_t kMaxUsersPerRequest = 1000;
+constexpr size_t kMaxSeqsPerRequest = 100;
+constexpr size_t kOverloadBytes = size_t{48} << 20;  // executor queue depth at which writes are refused
+constexpr size_t kSweepBatch = 10'000;                // rows visited per sweep step
+
+std::string U64Value(uint64_t v) {
+  std::string s;
+  storage::PutU64(&s, v);
+  return s;
+}
+
+template <typename T>
+void TrimUpTo(google::protobuf::RepeatedField<T>* f, uint64_t seq) {
+  f->erase(std::remove_if(f->begin(), f->end(), [&](T s) { return s <= seq; }), f->end());
+}
+
+bool IsAdmin(const st::MemberRecord& m) { return m.role() == v1::ROLE_ADMIN || m.role() == v1::ROLE_OWNER; }
+
+}  // namespace
+
+Writer::Writer(Context& ctx, TaskQueue& strand) : ctx_(ctx), strand_(strand) {}
+
+Status Writer::Start() {
+  auto v = ctx_.store->Get(ctx_.fam(Fam::kMeta), kStampKey);
+  if (!v.ok()) return v.status().ToBase();
+  if (v.value()) {
+    std::string_view in = *v.value();
+    if (!storage::GetU64(&in, &last_stamp_)) return Status::Error("im.meta: undecodable stamp");
+  }
+  ctx_.committed_stamp.store(last_stamp_);
+  return Status::Ok();
+}
+
+// ---- infrastructure -------------------------------------------------------------------------------------
+
+uint64_t Writer::NextStamp() {
+  last_stamp_ = std::max(StampFromMillis(ctx_.clock.UnixMillis()), last_stamp_ + 1);
+  return last_stamp_;
+}
+
+Writer::ConvState* Writer::Conv(const std::string& id, storage::Status* err) {
+  if (auto it = convs_.find(id); it != convs_.end()) return it->second.get();
+  auto rec = ctx_.store->Get(ctx_.fam(Fam::kConvs), ConvKey(id));
+  if (!rec.ok()) {
+    *err = rec.status();
+    return nullptr;
+  }
+  if (!rec.value()) return nullptr;
+  auto c = std::make_unique<ConvState>();
+  c->id = id;
+  if (!c->rec.ParseFromString(*rec.value())) {
+    *err = storage::Status::Corruption("im.convs: undecodable record of " + id);
+    return nullptr;
+  }
+  {
+    storage::IteratorOptions o;
+    o.prefix = MembersPrefix(id);
+    auto it = ctx_.store->NewIterator(ctx_.fam(Fam::kMembers), o);
+    for (it->SeekToFirst(); it->Valid(); it->Next()) {
+      std::string user;
+      st::MemberRecord m;
+      if (!DecodeMemberUser(it->key(), &user) || !m.ParseFromArray(it->value().data(), it->value().size())) {
+        *err = storage::Status::Corruption("im.members: undecodable row of " + id);
+        return nullptr;
+      }
+      c->members.emplace(std::move(user), std::move(m));
+    }
+    if (!it->status().ok()) {
+      *err = it->status();
+      return nullptr;
+    }
+  }
+  {
+    storage::IteratorOptions o;
+    o.prefix = MessagesPrefix(id);
+    auto it = ctx_.store->NewIterator(ctx_.fam(Fam::kMessages), o);
+    it->SeekToLast();
+    if (it->Valid()) {
+      st::StoredMessage last;
+      if (!last.ParseFromArray(it->value().data(), it->value().size())) {
+        *err = storage::Status::Corruption("im.messages: undecodable newest entry of " + id);
+        return nullptr;
+      }
+      c->max_seq = last.msg().seq();
+      c->count = last.count_at();
+    } else if (!it->status().ok()) {
+      *err = it->status();
+      return nullptr;
+    }
+  }
+  ConvState* raw = c.get();
+  convs_.emplace(id, std::move(c));
+  stats_.cached_convs = convs_.size();
+  return raw;
+}
+
+Writer::ConvState* Writer::WritableConv(const Reply& r, const std::string& conv_id, bool need_member) {
+  if (conv_id.empty()) {
+    ctx_.RespondError(r.origin, r.req_id, v1::ERR_BAD_REQUEST, "conv_id is required");
+    return nullptr;
+  }
+  storage::Status err;
+  ConvState* c = Conv(conv_id, &err);
+  if (!err.ok()) {
+    AnswerStorageError(r, err);
+    return nullptr;
+  }
+  if (!c) {
+    ctx_.RespondError(r.origin, r.req_id, v1::ERR_NOT_FOUND, "unknown conversation " + conv_id);
+    return nullptr;
+  }
+  if (c->broken) {
+    ctx_.RespondError(r.origin, r.req_id, v1::ERR_UNAVAILABLE, "conversation recovering from a storage error", 1000);
+    return nullptr;
+  }
+  if (need_member && !c->members.count(r.origin.user)) {
+    // Not a member: say "not found" rather than confirm that a conversation exists to an outsider... unless
+    // it does exist for them in the sense of a history (removed members get ERR_NOT_MEMBER).
+    ctx_.RespondError(r.origin, r.req_id, v1::ERR_NOT_MEMBER, "not a member of " + conv_id);
+    return nullptr;
+  }
+  if (c->rec.dissolved()) {
+    ctx_.RespondError(r.origin, r.req_id, v1::ERR_DISSOLVED, "the group was dissolved");
+    return nullptr;
+  }
+  return c;
+}
+
+st::MemberRecord* Writer::MemberOf(ConvState& c, const std::string& user) {
+  auto it = c.members.find(user);
+  return it == c.members.end() ? nullptr : &it->second;
+}
+
+std::optional<st::StoredMessage> Writer::Entry(const ConvState& c, uint64_t seq, storage::Status* err) {
+  if (auto it = pending_entries_.find({c.id, seq}); it != pending_entries_.end()) return it->second.first;
+  auto v = ctx_.store->Get(ctx_.fam(Fam::kMessages), MessageKey(c.id, seq));
+  if (!v.ok()) {
+    *err = v.status();
+    return std::nullopt;
+  }
+  if (!v.value()) return std::nullopt;
+  st::StoredMessage m;
+  if (!m.ParseFromString(*v.value())) {
+    *err = storage::Status::Corruption("im.messages: undecodable entry " + c.id + ":" + std::to_string(seq));
+    return std::nullopt;
+  }
+  return m;
+}
+
+void Writer::Commit(ConvState* c, WriteBatch b, std::vector<std::pair<uint64_t, st::StoredMessage>> entries,
+                    Then then) {
+  const uint64_t stamp = last_stamp_;
+  b.Put(ctx_.fam(Fam::kMeta), kStampKey, U64Value(stamp));
+  std::string conv_id = c ? c->id : std::string();
+  std::vector<uint64_t> seqs;
+  for (auto& [seq, msg] : entries) {
+    auto& slot = pending_entries_[{conv_id, seq}];
+    slot.first = std::move(msg);
+    ++slot.second;
+    seqs.push_back(seq);
+  }
+  if (c) ++c->inflight;
+  auto on_strand = [this, conv_id, seqs, then = std::move(then)](const storage::Status& s) {
+    for (uint64_t seq : seqs) {
+      auto it = pending_entries_.find({conv_id, seq});
+      if (it != pending_entries_.end() && --it->second.second == 0) pending_entries_.erase(it);
+    }
+    if (!s.ok()) ++stats_.failed_writes;
+    if (!conv_id.empty()) {
+      auto it = convs_.find(conv_id);
+      if (it != convs_.end()) {
+        ConvState& cs = *it->second;
+        --cs.inflight;
+        if (!s.ok()) cs.broken = true;
+        // The cache may hold seqs and counters the disk refused: forget it once nothing is in flight.
+        if (cs.broken && cs.inflight == 0) {
+          convs_.erase(it);
+          spdlog::warn("im: conversation {} reloads from disk after a failed write", conv_id);
+        }
+      }
+    }
+    then(s);
+  };
+  auto done = [this, stamp, on_strand](const storage::Status& s) {
+    if (s.ok()) {
+      uint64_t prev = ctx_.committed_stamp.load();
+      while (prev < stamp && !ctx_.committed_stamp.compare_exchange_weak(prev, stamp)) {
+      }
+    }
+    strand_.Post([on_strand, s] { on_strand(s); });
+  };
+  if (!ctx_.executor->Submit(std::move(b), done)) done(storage::Status::Shutdown("storage is shutting down"));
+}
+
+bool Writer::RateLimited(const Reply& r) {
+  const Options& o = ctx_.options;
+  if (o.send_rate <= 0) return false;
+  const SteadyTime now = ctx_.clock.Now();
+  auto [it, fresh] = buckets_.try_emplace(r.origin.user);
+  Bucket& b = it->second;
+  if (fresh) {
+    b.tokens = o.send_burst;
+  } else {
+    const double secs = std::chrono::duration<double>(now - b.at).count();
+    b.tokens = std::min<double>(o.send_burst, b.tokens + secs * o.send_rate);
+  }
+  b.at = now;
+  if (b.tokens >= 1) {
+    b.tokens -= 1;
+    return false;
+  }
+  const auto wait_ms = static_cast<uint32_t>((1 - b.tokens) / o.send_rate * 1000) + 1;
+  ctx_.RespondError(r.origin, r.req_id, v1::ERR_RATE_LIMITED, "too many sends", wait_ms);
+  return true;
+}
+
+bool Writer::Overloaded(const Reply& r) {
+  if (ctx_.executor->queued_bytes() < kOverloadBytes) return false;
+  ctx_.RespondError(r.origin, r.req_id, v1::ERR_UNAVAILABLE, "storage is saturated", 200);
+  return true;
+}
+
+void Writer::AnswerStorageError(const Reply& r, const storage::Status& s) {
+  if (s.IsNoSpace() || s.code() == storage::Code::kShutdown) {
+    ctx_.RespondError(r.origin, r.req_id, v1::ERR_UNAVAILABLE, "cannot store now: " + s.ToString(), 5000);
+  } else {
+    spdlog::error("im: storage error: {}", s.ToString());
+    ctx_.RespondError(r.origin, r.req_id, v1::ERR_INTERNAL, "storage error", 1000);
+  }
+}
+
+st::StoredMessage Writer::AppendEntry(ConvState& c, v1::Message entry, uint64_t stamp, WriteBatch& b,
+                                      const std::vector<std::string>& extra_inbox) {
+  const uint64_t seq = ++c.max_seq;
+  if (IsCountable(entry.type())) ++c.count;
+  entry.set_conv_id(c.id);
+  entry.set_seq(seq);
+  entry.set_msg_id(MsgId(c.id, seq));
+  entry.set_server_ts(ctx_.clock.UnixMillis());
+  st::StoredMessage s;
+  *s.mutable_msg() = std::move(entry);
+  s.set_stamp(stamp);
+  s.set_count_at(c.count);
+  b.Put(ctx_.fam(Fam::kMessages), MessageKey(c.id, seq), s.SerializeAsString());
+  if (!c.large(ctx_.options))
+    for (const auto& [user, m] : c.members) PutInbox(user, c.id, stamp, b);
+  for (const std::string& u : extra_inbox) PutInbox(u, c.id, stamp, b);
+  ++stats_.events;
+  return s;
+}
+
+void Writer::PutMember(ConvState& c, const std::string& user, WriteBatch& b) {
+  auto it = c.members.find(user);
+  if (it == c.members.end()) {
+    b.Delete(ctx_.fam(Fam::kMembers), MemberKey(c.id, user));
+  } else {
+    b.Put(ctx_.fam(Fam::kMembers), MemberKey(c.id, user), it->second.SerializeAsString());
+  }
+}
+
+void Writer::PutInbox(const std::string& user, const std::string& conv_id, uint64_t stamp, WriteBatch& b) {
+  b.Put(ctx_.fam(Fam::kInbox), InboxKey(user, stamp), conv_id);
+}
+
+void Writer::Deliver(const ConvState& c, const v1::Message& entry, std::string_view except_device,
+                     const std::vector<std::string>& extra) {
+  v1::ServerFrame frame;
+  *frame.mutable_event()->mutable_message() = entry;
+  std::string cache[kFormatCount];
+  for (const auto& [user, m] : c.members) ctx_.PushEvent(user, frame, except_device, cache);
+  for (const std::string& u : extra)
+    if (!c.members.count(u)) ctx_.PushEvent(u, frame, except_device, cache);
+}
+
+void Writer::FillSummary(ConvState& c, const std::string& user, v1::Conversation* out) {
+  const st::MemberRecord* me = MemberOf(c, user);
+  const st::MemberRecord* peer = nullptr;
+  if (c.rec.type() == v1::CONV_DIRECT)
+    for (const std::string& p : c.rec.peers())
+      if (p != user) peer = MemberOf(c, p);
+  storage::Status err;
+  std::optional<st::StoredMessage> last = c.max_seq ? Entry(c, c.max_seq, &err) : std::nullopt;
+  FillConversation(out, c.id, c.rec, c.max_seq, c.count, me, user, peer, last ? &last->msg() : nullptr);
+}
+
+void Writer::PushSummary(ConvState& c, const std::string& user) {
+  v1::ServerFrame frame;
+  FillSummary(c, user, frame.mutable_event()->mutable_conversation());
+  std::string cache[kFormatCount];
+  ctx_.PushEvent(user, frame, "", cache);
+}
+
+// ---- dedup ----------------------------------------------------------------------------------------------
+
+bool Writer::Deduplicated(const Reply& r, const std::string& cmid) {
+  const std::string key = r.origin.user + '\0' + cmid;
+  if (auto it = pending_dedup_.find(key); it != pending_dedup_.end()) {
+    it->second.push_back(r);  // the same send is in flight: answer both when it lands
+    ++stats_.duplicates;
+    return true;
+  }
+  auto v = ctx_.store->Get(ctx_.fam(Fam::kDedup), DedupKey(r.origin.user, cmid));
+  if (!v.ok()) {
+    AnswerStorageError(r, v.status());
+    return true;
+  }
+  if (!v.value()) return false;
+  st::DedupRecord d;
+  if (!d.ParseFromString(*v.value())) return false;  // unreadable: treat as unseen (a new message)
+  const int64_t age_ms = ctx_.clock.UnixMillis() - d.server_ts();
+  if (age_ms > std::chrono::duration_cast<std::chrono::milliseconds>(ctx_.options.dedup_window).count())
+    return false;
+  v1::Response resp;
+  resp.set_req_id(r.req_id);
+  v1::Ack* ack = resp.mutable_ack();
+  ack->set_conv_id(d.conv_id());
+  ack->set_seq(d.seq());
+  ack->set_server_ts(d.server_ts());
+  ack->set_msg_id(d.msg_id());
+  ack->set_duplicate(true);
+  ++stats_.duplicates;
+  ctx_.Respond(r.origin, resp);
+  return true;
+}
+
+void Writer::PutDedup(const std::string& user, const std::string& cmid, const v1::Ack& ack, WriteBatch& b) {
+  st::DedupRecord d;
+  d.set_conv_id(ack.conv_id());
+  d.set_seq(ack.seq());
+  d.set_server_ts(ack.server_ts());
+  d.set_msg_id(ack.msg_id());
+  b.Put(ctx_.fam(Fam::kDedup), DedupKey(user, cmid), d.SerializeAsString());
+  b.Put(ctx_.fam(Fam::kDedupTtl), DedupTtlKey(ack.server_ts(), user, cmid), "");
+  pending_dedup_.try_emplace(user + '\0' + cmid);
+}
+
+void Writer::FinishDedup(const std::string& key, const v1::Ack* ack, const storage::Status* err) {
+  auto it = pending_dedup_.find(key);
+  if (it == pending_dedup_.end()) return;
+  std::vector<Reply> waiters = std::move(it->second);
+  pending_dedup_.erase(it);
+  for (const Reply& w : waiters) {
+    if (ack) {
+      v1::Response resp;
+      resp.set_req_id(w.req_id);
+      *resp.mutable_ack() = *ack;
+      resp.mutable_ack()->set_duplicate(true);
+      ctx_.Respond(w.origin, resp);
+    } else {
+      AnswerStorageError(w, *err);
+    }
+  }
+}
+
+// ---- requests -------------------------------------------------------------------------------------------
+
+void Writer::Handle(const Origin& from, v1::Request& req) {
+  const Reply r{from, req.req_id()};
+  switch (req.op_case()) {
+    case v1::Request::kSend: return Send(r, *req.mutable_send());
+    case v1::Request::kEdit: return Edit(r, *req.mutable_edit());
+    case v1::Request::kRecall: return Recall(r, *req.mutable_recall());
+    case v1::Request::kDeleteForMe: return DeleteForMe(r, req.delete_for_me());
+    case v1::Request::kMarkRead: return MarkRead(r, req.mark_read());
+    case v1::Request::kMarkDelivered: return MarkDelivered(r, req.mark_delivered());
+    case v1::Request::kOpenDirect: return OpenDirect(r, req.open_direct());
+    case v1::Request::kCreateGroup: return CreateGroup(r, *req.mutable_create_group());
+    case v1::Request::kRenameGroup: {
+      v1::MemberChange ch;
+      ch.set_kind(v1::MemberChange::RENAMED);
+      ch.set_name(req.rename_group().name());
+      return ChangeGroup(r, req.rename_group().conv_id(), std::move(ch));
+    }
+    case v1::Request::kAddMembers: {
+      v1::MemberChange ch;
+      ch.set_kind(v1::MemberChange::ADDED);
+      *ch.mutable_users() = req.add_members().users();
+      return ChangeGroup(r, req.add_members().conv_id(), std::move(ch));
+    }
+    case v1::Request::kRemoveMembers: {
+      v1::MemberChange ch;
+      ch.set_kind(v1::MemberChange::REMOVED);
+      *ch.mutable_users() = req.remove_members().users();
+      return ChangeGroup(r, req.remove_members().conv_id(), std::move(ch));
+    }
+    case v1::Request::kLeave: {
+      v1::MemberChange ch;
+      ch.set_kind(v1::MemberChange::LEFT);
+      return ChangeGroup(r, req.leave().conv_id(), std::move(ch));
+    }
+    case v1::Request::kDissolve: {
+      v1::MemberChange ch;
+      ch.set_kind(v1::MemberChange::DISSOLVED);
+      return ChangeGroup(r, req.dissolve().conv_id(), std::move(ch));
+    }
+    case v1::Request::kSetRole: {
+      v1::MemberChange ch;
+      ch.set_kind(v1::MemberChange::ROLE);
+      *ch.mutable_users() = req.set_role().users();
+      ch.set_role(req.set_role().role());
+      return ChangeGroup(r, req.set_role().conv_id(), std::move(ch));
+    }
+    case v1::Request::kTyping: return Typing(from, req.typing());
+    default:
+      ctx_.RespondError(from, req.req_id(), v1::ERR_BAD_REQUEST, "not a write operation");
+  }
+}
+
+void Writer::Send(const Reply& r, v1::SendReq& req) {
+  const Options& o = ctx_.options;
+  if (req.client_msg_id().empty() || req.client_msg_id().size() > kMaxClientMsgId)
+    return ctx_.RespondError(r.origin, r.req_id, v1::ERR_BAD_REQUEST, "client_msg_id must be 1..64 bytes");
+  if (req.type() == v1::MSG_TYPE_UNSPECIFIED) req.set_type(v1::MSG_TEXT);
+  if (!IsCountable(req.type()))
+    return ctx_.RespondError(r.origin, r.req_id, v1::ERR_BAD_REQUEST, "type must be MSG_TEXT, MSG_FILE or MSG_CUSTOM");
+  size_t bytes = req.text().size() + req.body().size() + req.content_type().size();
+  for (const v1::Attachment& a : req.attachments()) bytes += a.ByteSizeLong();
+  if (bytes > o.max_message_bytes)
+    return ctx_.RespondError(r.origin, r.req_id, v1::ERR_TOO_LARGE,
+                             "message is " + std::to_string(bytes) + " bytes; the limit is " +
+                                 std::to_string(o.max_message_bytes));
+  if (static_cast<uint32_t>(req.mentions_size()) > o.max_mentions)
+    return ctx_.RespondError(r.origin, r.req_id, v1::ERR_TOO_LARGE, "too many mentions");
+  if (req.type() == v1::MSG_TEXT && req.text().empty())
+    return ctx_.RespondError(r.origin, r.req_id, v1::ERR_BAD_REQUEST, "a text message needs text");
+  // A resend gets its first ack even if the sender was removed in between: dedup comes first.
+  if (Deduplicated(r, req.client_msg_id())) return;
+  if (RateLimited(r) || Overloaded(r)) return;
+  ConvState* c = WritableConv(r, req.conv_id());
+  if (!c) return;
+  if (req.reply_to() > c->max_seq)
+    return ctx_.RespondError(r.origin, r.req_id, v1::ERR_BAD_REQUEST, "reply_to is past the newest seq");
+
+  const uint64_t stamp = NextStamp();
+  v1::Message m;
+  m.set_sender(r.origin.user);
+  m.set_sender_device(r.origin.device);
+  m.set_client_msg_id(req.client_msg_id());
+  m.set_type(req.type());
+  m.set_text(std::move(*req.mutable_text()));
+  m.set_body(std::move(*req.mutable_body()));
+  m.set_content_type(std::move(*req.mutable_content_type()));
+  std::set<std::string> mentioned(req.mentions().begin(), req.mentions().end());
+  for (const std::string& u : mentioned) m.add_mentions(u);
+  m.set_reply_to(req.reply_to());
+  *m.mutable_attachments() = std::move(*req.mutable_attachments());
+
+  WriteBatch b;
+  st::StoredMessage stored = AppendEntry(*c, std::move(m), stamp, b);
+  const uint64_t seq = stored.msg().seq();
+  // Sending reads the conversation up to the new message: your own messages are never unread.
+  st::MemberRecord& me = c->members[r.origin.user];
+  me.set_read_seq(seq);
+  me.set_read_count(c->count);
+  me.clear_mentions();
+  me.clear_hidden_unread();
+  PutMember(*c, r.origin.user, b);
+  for (const std::string& u : mentioned) {
+    st::MemberRecord* mm = u == r.origin.user ? nullptr : MemberOf(*c, u);
+    if (!mm) continue;
+    mm->add_mentions(seq);
+    PutMember(*c, u, b);
+  }
+  v1::Ack ack;
+  ack.set_conv_id(c->id);
+  ack.set_seq(seq);
+  ack.set_server_ts(stored.msg().server_ts());
+  ack.set_msg_id(stored.msg().msg_id());
+  PutDedup(r.origin.user, stored.msg().client_msg_id(), ack, b);
+  ++stats_.sends;
+
+  const std::string key = r.origin.user + '\0' + stored.msg().client_msg_id();
+  v1::Message entry = stored.msg();
+  Commit(c, std::move(b), {{seq, std::move(stored)}},
+         [this, r, ack, key, entry = std::move(entry)](const storage::Status& s) {
+           if (!s.ok()) {
+             AnswerStorageError(r, s);
+             FinishDedup(key, nullptr, &s);
+             return;
+           }
+           v1::Response resp;
+           resp.set_req_id(r.req_id);
+           *resp.mutable_ack() = ack;
+           ctx_.Respond(r.origin, resp);
+           FinishDedup(key, &ack, nullptr);
+           storage::Status err;
+           if (ConvState* c = Conv(ack.conv_id(), &err)) Deliver(*c, entry, r.origin.device);
+         });
+}
+
+void Writer::Edit(const Reply& r, v1::EditReq& req) {
+  const Options& o = ctx_.options;
+  if (req.seq() == 0) return ctx_.RespondError(r.origin, r.req_id, v1::ERR_BAD_REQUEST, "seq is required");
+  if (req.client_msg_id().size() > kMaxClientMsgId)
+    return ctx_.RespondError(r.origin, r.req_id, v1::ERR_BAD_REQUEST, "client_msg_id must be at most 64 bytes");
+  if (req.text().size() + req.body().size() + req.content_type().size() > o.max_message_bytes)
+    return ctx_.RespondError(r.origin, r.req_id, v1::ERR_TOO_LARGE, "edit over max_message_bytes");
+  if (!req.client_msg_id().empty() && Deduplicated(r, req.client_msg_id())) return;
+  if (RateLimited(r) || Overloaded(r)) return;
+  ConvState* c = WritableConv(r, req.conv_id());
+  if (!c) return;
+  const st::MemberRecord& me = c->members.at(r.origin.user);
+  storage::Status err;
+  std::optional<st::StoredMessage> target =
+      req.seq() >= VisibleFrom(c->rec, me) ? Entry(*c, req.seq(), &err) : std::nullopt;
+  if (!err.ok()) return AnswerStorageError(r, err);
+  if (!target) return ctx_.RespondError(r.origin, r.req_id, v1::ERR_NOT_FOUND, "no such message");
+  v1::Message& t = *target->mutable_msg();
+  if (t.sender() != r.origin.user)
+    return ctx_.RespondError(r.origin, r.req_id, v1::ERR_FORBIDDEN, "only the sender may edit a message");
+  if (!IsCountable(t.type()) || t.recalled())
+    return ctx_.RespondError(r.origin, r.req_id, v1::ERR_CONFLICT, "this entry cannot be edited");
+  const int64_t now = ctx_.clock.UnixMillis();
+  if (now - t.server_ts() > std::chrono::duration_cast<std::chrono::milliseconds>(o.edit_window).count())
+    return ctx_.RespondError(r.origin, r.req_id, v1::ERR_WINDOW_EXPIRED, "the edit window has passed");
+  if (t.type() == v1::MSG_TEXT && req.text().empty())
+    return ctx_.RespondError(r.origin, r.req_id, v1::ERR_BAD_REQUEST, "a text message needs text");
+
+  const uint64_t stamp = NextStamp();
+  v1::Version* v = t.add_versions();
+  v->set_version(t.version());
+  v->set_ts(now);
+  v->set_text(t.text());
+  v->set_body(t.body());
+  v->set_content_type(t.content_type());
+  if (static_cast<uint32_t>(t.versions_size()) > o.max_versions)
+    t.mutable_versions()->DeleteSubrange(0, t.versions_size() - static_cast<int>(o.max_versions));
+  t.set_text(req.text());
+  t.set_body(req.body());
+  t.set_content_type(req.content_type());
+  t.set_edited(true);
+  t.set_version(t.version() + 1);
+  t.set_edited_ts(now);
+  target->set_stamp(stamp);
+
+  WriteBatch b;
+  b.Put(ctx_.fam(Fam::kMessages), MessageKey(c->id, t.seq()), target->SerializeAsString());
+  v1::Message ev;
+  ev.set_type(v1::MSG_EDIT);
+  ev.set_sender(r.origin.user);
+  ev.set_sender_device(r.origin.device);
+  ev.set_client_msg_id(req.client_msg_id());
+  ev.set_target_seq(t.seq());
+  ev.set_text(std::move(*req.mutable_text()));
+  ev.set_body(std::move(*req.mutable_body()));
+  ev.set_content_type(std::move(*req.mutable_content_type()));
+  ev.set_version(t.version());
+  ev.set_edited_ts(now);
+  st::StoredMessage stored = AppendEntry(*c, std::move(ev), stamp, b);
+  v1::Ack ack;
+  ack.set_conv_id(c->id);
+  ack.set_seq(stored.msg().seq());
+  ack.set_server_ts(stored.msg().server_ts());
+  ack.set_msg_id(stored.msg().msg_id());
+  std::string key;
+  if (!req.client_msg_id().empty()) {
+    PutDedup(r.origin.user, req.client_msg_id(), ack, b);
+    key = r.origin.user + '\0' + req.client_msg_id();
+  }
+  v1::Message entry = stored.msg();
+  const uint64_t tseq = t.seq();
+  Commit(c, std::move(b), {{tseq, std::move(*target)}, {ack.seq(), std::move(stored)}},
+         [this, r, ack, key, entry = std::move(entry)](const storage::Status& s) {
+           if (!s.ok()) {
+             AnswerStorageError(r, s);
+             if (!key.empty()) FinishDedup(key, nullptr, &s);
+             return;
+           }
+           v1::Response resp;
+           resp.set_req_id(r.req_id);
+           *resp.mutable_ack() = ack;
+           ctx_.Respond(r.origin, resp);
+           if (!key.empty()) FinishDedup(key, &ack, nullptr);
+           storage::Status err;
+           if (ConvState* c = Conv(ack.conv_id(), &err)) Deliver(*c, entry, r.origin.device);
+         });
+}
+
+void Writer::Recall(const Reply& r, v1::RecallReq& req) {
+  const Options& o = ctx_.options;
+  if (req.seq() == 0) return ctx_.RespondError(r.origin, r.req_id, v1::ERR_BAD_REQUEST, "seq is required");
+  if (req.client_msg_id().size() > kMaxClientMsgId)
+    return ctx_.RespondError(r.origin, r.req_id, v1::ERR_BAD_REQUEST, "client_msg_id must be at most 64 bytes");
+  if (!req.client_msg_id().empty() && Deduplicated(r, req.client_msg_id())) return;
+  if (RateLimited(r) || Overloaded(r)) return;
+  ConvState* c = WritableConv(r, req.conv_id());
+  if (!c) return;
+  const st::MemberRecord& me = c->members.at(r.origin.user);
+  storage::Status err;
+  std::optional<st::StoredMessage> target =
+      req.seq() >= VisibleFrom(c->rec, me) ? Entry(*c, req.seq(), &err) : std::nullopt;
+  if (!err.ok()) return AnswerStorageError(r, err);
+  if (!target) return ctx_.RespondError(r.origin, r.req_id, v1::ERR_NOT_FOUND, "no such message");
+  v1::Message& t = *target->mutable_msg();
+  if (!IsCountable(t.type()) || t.recalled())
+    return ctx_.RespondError(r.origin, r.req_id, v1::ERR_CONFLICT, "this entry cannot be recalled");
+  const int64_t now = ctx_.clock.UnixMillis();
+  const bool group_admin = c->rec.type() == v1::CONV_GROUP && IsAdmin(me);
+  if (!group_admin) {
+    if (t.sender() != r.origin.user)
+      return ctx_.RespondError(r.origin, r.req_id, v1::ERR_FORBIDDEN, "only the sender or a group admin may recall");
+    if (now - t.server_ts() > std::chrono::duration_cast<std::chrono::milliseconds>(o.recall_window).count())
+      return ctx_.RespondError(r.origin, r.req_id, v1::ERR_WINDOW_EXPIRED, "the recall window has passed");
+  }
+
+  const uint64_t stamp = NextStamp();
+  // Recalled for everyone: the content goes, from history and from the kept versions alike.
+  t.set_recalled(true);
+  t.set_recalled_by(r.origin.user);
+  t.clear_text();
+  t.clear_body();
+  t.clear_content_type();
+  t.clear_attachments();
+  t.clear_mentions();
+  t.clear_versions();
+  target->set_stamp(stamp);
+  WriteBatch b;
+  b.Put(ctx_.fam(Fam::kMessages), MessageKey(c->id, t.seq()), target->SerializeAsString());
+  auto* rec = c->rec.mutable_recalled();
+  rec->Add(t.seq());
+  std::sort(rec->begin(), rec->end());
+  b.Put(ctx_.fam(Fam::kConvs), ConvKey(c->id), c->rec.SerializeAsString());
+
+  v1::Message ev;
+  ev.set_type(v1::MSG_RECALL);
+  ev.set_sender(r.origin.user);
+  ev.set_sender_device(r.origin.device);
+  ev.set_client_msg_id(req.client_msg_id());
+  ev.set_target_seq(t.seq());
+  st::StoredMessage stored = AppendEntry(*c, std::move(ev), stamp, b);
+  v1::Ack ack;
+  ack.set_conv_id(c->id);
+  ack.set_seq(stored.msg().seq());
+  ack.set_server_ts(stored.msg().server_ts());
+  ack.set_msg_id(stored.msg().msg_id());
+  std::string key;
+  if (!req.client_msg_id().empty()) {
+    PutDedup(r.origin.user, req.client_msg_id(), ack, b);
+    key = r.origin.user + '\0' + req.client_msg_id();
+  }
+  v1::Message entry = stored.msg();
+  const uint64_t tseq = t.seq();
+  Commit(c, std::move(b), {{tseq, std::move(*target)}, {ack.seq(), std::move(stored)}},
+         [this, r, ack, key, entry = std::move(entry)](const storage::Status& s) {
+           if (!s.ok()) {
+             AnswerStorageError(r, s);
+             if (!key.empty()) FinishDedup(key, nullptr, &s);
+             return;
+           }
+           v1::Response resp;
+           resp.set_req_id(r.req_id);
+           *resp.mutable_ack() = ack;
+           ctx_.Respond(r.origin, resp);
+           if (!key.empty()) FinishDedup(key, &ack, nullptr);
+           storage::Status err;
+           if (ConvState* c = Conv(ack.conv_id(), &err)) Deliver(*c, entry, r.origin.device);
+         });
+}
+
+void Writer::DeleteForMe(const Reply& r, const v1::DeleteForMeReq& req) {
+  if (req.seqs_size() == 0 || static_cast<size_t>(req.seqs_size()) > kMaxSeqsPerRequest)
+    return ctx_.RespondError(r.origin, r.req_id, v1::ERR_BAD_REQUEST, "seqs must hold 1..100 entries");
+  ConvState* c = WritableConv(r, req.conv_id());
+  if (!c) return;
+  st::MemberRecord& me = c->members.at(r.origin.user);
+  const uint64_t stamp = NextStamp();
+  WriteBatch b;
+  std::set<uint64_t> seqs(req.seqs().begin(), req.seqs().end());
+  v1::ServerFrame frame;
+  v1::Hidden* hidden = frame.mutable_event()->mutable_hidden();
+  hidden->set_conv_id(c->id);
+  for (uint64_t seq : seqs) {
+    if (seq < VisibleFrom(c->rec, me) || seq > c->max_seq) continue;
+    storage::Status err;
+    std::optional<st::StoredMessage> e = Entry(*c, seq, &err);
+    if (!err.ok()) return AnswerStorageError(r, err);
+    if (!e) continue;
+    b.Put(ctx_.fam(Fam::kHidden), HiddenKey(r.origin.user, c->id, seq), U64Value(stamp));
+    hidden->add_seqs(seq);
+    const bool counted = IsCountable(e->msg().type()) && e->msg().sender() != r.origin.user && seq > me.read_seq();
+    if (counted && std::find(me.hidden_unread().begin(), me.hidden_unread().end(), seq) == me.hidden_unread().end())
+      me.add_hidden_unread(seq);
+  }
+  PutMember(*c, r.origin.user, b);
+  PutInbox(r.origin.user, c->id, stamp, b);
+  const std::string user = r.origin.user;
+  Commit(c, std::move(b), {}, [this, r, frame, user](const storage::Status& s) {
+    if (!s.ok()) return AnswerStorageError(r, s);
+    v1::Response resp;
+    resp.set_req_id(r.req_id);
+    ctx_.Respond(r.origin, resp);
+    std::string cache[kFormatCount];
+    ctx_.PushEvent(user, frame, r.origin.device, cache);
+  });
+}
+
+void Writer::MarkRead(const Reply& r, const v1::MarkReadReq& req) {
+  ConvState* c = WritableConv(r, req.conv_id(), true);
+  if (!c) return;
+  st::MemberRecord& me = c->members.at(r.origin.user);
+  const uint64_t seq = std::min(req.seq(), c->max_seq);
+  auto answer = [this](const Reply& r, ConvState& c, const std::string& user) {
+    const st::MemberRecord& m = c.members.at(user);
+    v1::Response resp;
+    resp.set_req_id(r.req_id);
+    v1::ReadState* rs = resp.mutable_read();
+    rs->set_conv_id(c.id);
+    rs->set_read_seq(m.read_seq());
+    rs->set_recv_seq(m.recv_seq());
+    const UnreadCounts u = ComputeUnread(c.rec, c.count, m);
+    rs->set_unread(u.unread);
+    rs->set_mentions(u.mentions);
+    return resp;
+  };
+  if (seq <= me.read_seq()) {
+    v1::Response resp = answer(r, *c, r.origin.user);
+    return ctx_.Respond(r.origin, resp);
+  }
+  uint64_t count_at;
+  if (seq < c->rec.min_seq()) {
+    count_at = c->rec.min_count();
+  } else {
+    storage::Status err;
+    std::optional<st::StoredMessage> e = Entry(*c, seq, &err);
+    if (!err.ok()) return AnswerStorageError(r, err);
+    if (!e) return ctx_.RespondError(r.origin, r.req_id, v1::ERR_INTERNAL, "entry missing from the stream");
+    count_at = e->count_at();
+  }
+  const uint64_t stamp = NextStamp();
+  me.set_read_seq(seq);
+  me.set_read_count(count_at);
+  if (me.recv_seq() < seq) me.set_recv_seq(seq);
+  TrimUpTo(me.mutable_mentions(), seq);
+  TrimUpTo(me.mutable_hidden_unread(), seq);
+  WriteBatch b;
+  PutMember(*c, r.origin.user, b);
+  PutInbox(r.origin.user, c->id, stamp, b);
+  const bool direct = c->rec.type() == v1::CONV_DIRECT;
+  const bool receipts = direct || c->members.size() <= ctx_.options.receipts_max_members;
+  if (direct)
+    for (const std::string& p : c->rec.peers())
+      if (p != r.origin.user) PutInbox(p, c->id, stamp, b);  // their summary shows peer_read_seq
+  const std::string conv_id = c->id;
+  Commit(c, std::move(b), {}, [this, r, conv_id, seq, receipts, answer](const storage::Status& s) {
+    if (!s.ok()) return AnswerStorageError(r, s);
+    storage::Status err;
+    ConvState* c = Conv(conv_id, &err);
+    if (!c || !c->members.count(r.origin.user)) {
+      v1::Response resp;
+      resp.set_req_id(r.req_id);
+      return ctx_.Respond(r.origin, resp);
+    }
+    v1::Response resp = answer(r, *c, r.origin.user);
+    v1::ServerFrame own;
+    *own.mutable_event()->mutable_read() = resp.read();
+    ctx_.Respond(r.origin, resp);
+    std::string cache[kFormatCount];
+    ctx_.PushEvent(r.origin.user, own, r.origin.device, cache);
+    if (!receipts) return;
+    v1::ServerFrame frame;
+    v1::Receipt* rc = frame.mutable_event()->mutable_receipt();
+    rc->set_conv_id(conv_id);
+    rc->set_user(r.origin.user);
+    rc->set_read_seq(seq);
+    std::string cache2[kFormatCount];
+    for (const auto& [user, m] : c->members)
+      if (user != r.origin.user) ctx_.PushEvent(user, frame, "", cache2);
+  });
+}
+
+void Writer::MarkDelivered(const Reply& r, const v1::MarkDeliveredReq& req) {
+  ConvState* c = WritableConv(r, req.conv_id(), true);
+  if (!c) return;
+  st::MemberRecord& me = c->members.at(r.origin.user);
+  const uint64_t seq = std::min(req.seq(), c->max_seq);
+  v1::Response resp;
+  resp.set_req_id(r.req_id);
+  if (seq <= me.recv_seq()) {
+    resp.mutable_read()->set_conv_id(c->id);
+    resp.mutable_read()->set_read_seq(me.read_seq());
+    resp.mutable_read()->set_recv_seq(me.recv_seq());
+    return ctx_.Respond(r.origin, resp);
+  }
+  const uint64_t stamp = NextStamp();
+  me.set_recv_seq(seq);
+  WriteBatch b;
+  PutMember(*c, r.origin.user, b);
+  std::string peer;
+  if (c->rec.type() == v1::CONV_DIRECT)
+    for (const std::string& p : c->rec.peers())
+      if (p != r.origin.user) peer = p;
+  if (!peer.empty()) PutInbox(peer, c->id, stamp, b);
+  resp.mutable_read()->set_conv_id(c->id);
+  resp.mutable_read()->set_read_seq(me.read_seq());
+  resp.mutable_read()->set_recv_seq(seq);
+  const std::string conv_id = c->id;
+  Commit(c, std::move(b), {}, [this, r, resp, peer, conv_id, seq](const storage::Status& s) mutable {
+    if (!s.ok()) return AnswerStorageError(r, s);
+    ctx_.Respond(r.origin, resp);
+    if (peer.empty()) return;
+    v1::ServerFrame frame;
+    v1::Receipt* rc = frame.mutable_event()->mutable_receipt();
+    rc->set_conv_id(conv_id);
+    rc->set_user(r.origin.user);
+    rc->set_recv_seq(seq);
+    std::string cache[kFormatCount];
+    ctx_.PushEvent(peer, frame, "", cache);
+  });
+}
+
+void Writer::OpenDirect(const Reply& r, const v1::OpenDirectReq& req) {
+  if (req.peer().empty() || req.peer() == r.origin.user || req.peer().size() > kMaxNameBytes)
+    return ctx_.RespondError(r.origin, r.req_id, v1::ERR_BAD_REQUEST, "peer must be another user");
+  const std::string id = DirectConvId(r.origin.user, req.peer());
+  storage::Status err;
+  ConvState* existing = Conv(id, &err);
+  if (!err.ok()) return AnswerStorageError(r, err);
+  if (existing) {
+    if (existing->broken)
+      return ctx_.RespondError(r.origin, r.req_id, v1::ERR_UNAVAILABLE, "conversation recovering", 1000);
+    v1::Response resp;
+    resp.set_req_id(r.req_id);
+    FillSummary(*existing, r.origin.user, resp.mutable_conversation());
+    return ctx_.Respond(r.origin, resp);
+  }
+  if (RateLimited(r) || Overloaded(r)) return;
+  auto owned = std::make_unique<ConvState>();
+  ConvState* c = owned.get();
+  c->id = id;
+  c->rec.set_type(v1::CONV_DIRECT);
+  std::vector<std::string> peers{r.origin.user, req.peer()};
+  std::sort(peers.begin(), peers.end());
+  for (const std::string& p : peers) c->rec.add_peers(p);
+  c->rec.set_created_ts(ctx_.clock.UnixMillis());
+  c->rec.set_member_count(2);
+  convs_.emplace(id, std::move(owned));
+
+  const uint64_t stamp = NextStamp();
+  for (const std::string& p : peers) {
+    st::MemberRecord m;
+    m.set_role(v1::ROLE_MEMBER);
+    m.set_join_seq(1);
+    m.set_joined_ts(c->rec.created_ts());
+    c->members.emplace(p, std::move(m));
+  }
+  WriteBatch b;
+  v1::Message ev;
+  ev.set_type(v1::MSG_MEMBERS);
+  ev.set_sender(r.origin.user);
+  ev.set_sender_device(r.origin.device);
+  ev.mutable_change()->set_kind(v1::MemberChange::CREATED);
+  ev.mutable_change()->set_actor(r.origin.user);
+  for (const std::string& p : peers) ev.mutable_change()->add_users(p);
+  st::StoredMessage stored = AppendEntry(*c, std::move(ev), stamp, b);
+  b.Put(ctx_.fam(Fam::kConvs), ConvKey(id), c->rec.SerializeAsString());
+  st::UserConvRecord uc;
+  for (const std::string& p : peers) {
+    PutMember(*c, p, b);
+    b.Put(ctx_.fam(Fam::kUserConvs), UserConvKey(p, id), uc.SerializeAsString());
+  }
+  v1::Message entry = stored.msg();
+  Commit(c, std::move(b), {{1, std::move(stored)}}, [this, r, id, entry](const storage::Status& s) {
+    if (!s.ok()) return AnswerStorageError(r, s);
+    storage::Status err;
+    ConvState* c = Conv(id, &err);
+    if (!c) return AnswerStorageError(r, err);
+    v1::Response resp;
+    resp.set_req_id(r.req_id);
+    FillSummary(*c, r.origin.user, resp.mutable_conversation());
+    ctx_.Respond(r.origin, resp);
+    for (const auto& [user, m] : c->members)
+      if (user != r.origin.user) PushSummary(*c, user);
+    Deliver(*c, entry, r.origin.device);
+  });
+}
+
+void Writer::CreateGroup(const Reply& r, v1::CreateGroupReq& req) {
+  const Options& o = ctx_.options;
+  if (req.name().size() > kMaxNameBytes)
+    return ctx_.RespondError(r.origin, r.req_id, v1::ERR_BAD_REQUEST, "name over 256 bytes");
+  if (req.client_msg_id().size() > kMaxClientMsgId)
+    return ctx_.RespondError(r.origin, r.req_id, v1::ERR_BAD_REQUEST, "client_msg_id must be at most 64 bytes");
+  std::set<std::string> users(req.members().begin(), req.members().end());
+  users.erase(r.origin.user);
+  if (users.count("")) return ctx_.RespondError(r.origin, r.req_id, v1::ERR_BAD_REQUEST, "empty user name");
+  if (users.size() + 1 > o.max_group_members)
+    return ctx_.RespondError(r.origin, r.req_id, v1::ERR_GROUP_FULL,
+                             "a group holds at most " + std::to_string(o.max_group_members) + " members");
+  const std::string id = req.client_msg_id().empty() ? RandomGroupId() : GroupIdFor(r.origin.user, req.client_msg_id());
+  storage::Status err;
+  if (ConvState* existing = Conv(id, &err)) {  // the same creation again (idempotent by client_msg_id)
+    v1::Response resp;
+    resp.set_req_id(r.req_id);
+    FillSummary(*existing, r.origin.user, resp.mutable_conversation());
+    return ctx_.Respond(r.origin, resp);
+  }
+  if (!err.ok()) return AnswerStorageError(r, err);
+  if (RateLimited(r) || Overloaded(r)) return;
+
+  auto owned = std::make_unique<ConvState>();
+  ConvState* c = owned.get();
+  c->id = id;
+  c->rec.set_type(v1::CONV_GROUP);
+  c->rec.set_name(req.name());
+  c->rec.set_owner(r.origin.user);
+  c->rec.set_created_ts(ctx_.clock.UnixMillis());
+  c->rec.set_member_count(static_cast<uint32_t>(users.size() + 1));
+  convs_.emplace(id, std::move(owned));
+  users.insert(r.origin.user);
+  for (const std::string& u : users) {
+    st::MemberRecord m;
+    m.set_role(u == r.origin.user ? v1::ROLE_OWNER : v1::ROLE_MEMBER);
+    m.set_join_seq(1);
+    m.set_joined_ts(c->rec.created_ts());
+    c->members.emplace(u, std::move(m));
+  }
+  const uint64_t stamp = NextStamp();
+  const bool large = c->large(o);
+  if (large) c->rec.set_large_since(stamp);
+  WriteBatch b;
+  v1::Message ev;
+  ev.set_type(v1::MSG_MEMBERS);
+  ev.set_sender(r.origin.user);
+  ev.set_sender_device(r.origin.device);
+  ev.mutable_change()->set_kind(v1::MemberChange::CREATED);
+  ev.mutable_change()->set_actor(r.origin.user);
+  ev.mutable_change()->set_name(req.name());
+  for (const std::string& u : users) ev.mutable_change()->add_users(u);
+  st::StoredMessage stored = AppendEntry(*c, std::move(ev), stamp, b);
+  b.Put(ctx_.fam(Fam::kConvs), ConvKey(id), c->rec.SerializeAsString());
+  st::UserConvRecord uc;
+  uc.set_large(large);
+  const std::string ucv = uc.SerializeAsString();
+  for (const std::string& u : users) {
+    PutMember(*c, u, b);
+    b.Put(ctx_.fam(Fam::kUserConvs), UserConvKey(u, id), ucv);
+  }
+  v1::Message entry = stored.msg();
+  Commit(c, std::move(b), {{1, std::move(stored)}}, [this, r, id, entry](const storage::Status& s) {
+    if (!s.ok()) return AnswerStorageError(r, s);
+    storage::Status err;
+    ConvState* c = Conv(id, &err);
+    if (!c) return AnswerStorageError(r, err);
+    v1::Response resp;
+    resp.set_req_id(r.req_id);
+    FillSummary(*c, r.origin.user, resp.mutable_conversation());
+    ctx_.Respond(r.origin, resp);
+    for (const auto& [user, m] : c->members)
+      if (ctx_.IsOnline(user)) PushSummary(*c, user);
+    Deliver(*c, entry, r.origin.device);
+  });
+}
+
+void Writer::ChangeGroup(const Reply& r, const std::string& conv_id, v1::MemberChange change) {
+  const Options& o = ctx_.options;
+  ConvState* c = WritableConv(r, conv_id);
+  if (!c) return;
+  if (c->rec.type() != v1::CONV_GROUP)
+    return ctx_.RespondError(r.origin, r.req_id, v1::ERR_FORBIDDEN, "a direct conversation has no group settings");
+  if (static_cast<size_t>(change.users_size()) > kMaxUsersPerRequest)
+    return ctx_.RespondError(r.origin, r.req_id, v1::ERR_TOO_LARGE, "at most 1000 users per request");
+  const std::string& user = r.origin.user;
+  const st::MemberRecord me = c->members.at(user);
+  const bool owner = me.role() == v1::ROLE_OWNER;
+  auto deny = [&](const char* why) { ctx_.RespondError(r.origin, r.req_id, v1::ERR_FORBIDDEN, why); };
+  change.set_actor(user);
+
+  std::vector<std::string> added, removed;  // users whose membership this changes
+  switch (change.kind()) {
+    case v1::MemberChange::RENAMED:
+      if (!IsAdmin(me)) return deny("only the owner and admins may rename a group");
+      if (change.name().size() > kMaxNameBytes)
+        return ctx_.RespondError(r.origin, r.req_id, v1::ERR_BAD_REQUEST, "name over 256 bytes");
+      break;
+    case v1::MemberChange::ADDED: {
+      if (!IsAdmin(me)) return deny("only the owner and admins may add members");
+      std::set<std::string> want(change.users().begin(), change.users().end());
+      if (want.count("")) return ctx_.RespondError(r.origin, r.req_id, v1::ERR_BAD_REQUEST, "empty user name");
+      for (const std::string& u : want)
+        if (!c->members.count(u)) added.push_back(u);
+      if (added.empty())
+        return ctx_.RespondError(r.origin, r.req_id, v1::ERR_CONFLICT, "everyone listed is already a member");
+      if (c->members.size() + added.size() > o.max_group_members)
+        return ctx_.RespondError(r.origin, r.req_id, v1::ERR_GROUP_FULL,
+                                 "a group holds at most " + std::to_string(o.max_group_members) + " members");
+      break;
+    }
+    case v1::MemberChange::REMOVED: {
+      if (!IsAdmin(me)) return deny("only the owner and admins may remove members");
+      std::set<std::string> want(change.users().begin(), change.users().end());
+      for (const std::string& u : want) {
+        auto it = c->members.find(u);
+        if (it == c->members.end()) continue;
+        if (u == user) return ctx_.RespondError(r.origin, r.req_id, v1::ERR_BAD_REQUEST, "use leave to leave");
+        if (it->second.role() == v1::ROLE_OWNER) return deny("the owner cannot be removed");
+        if (it->second.role() == v1::ROLE_ADMIN && !owner) return deny("only the owner may remove an admin");
+        removed.push_back(u);
+      }
+      if (removed.empty())
+        return ctx_.RespondError(r.origin, r.req_id, v1::ERR_CONFLICT, "nobody listed is a member");
+      break;
+    }
+    case v1::MemberChange::LEFT:
+      change.clear_users();
+      removed.push_back(user);
+      if (owner) {  // ownership passes to the longest-standing admin, else the longest-standing member
+        const std::string* heir = nullptr;
+        std::pair<int, uint64_t> best{0, 0};
+        for (const auto& [u, m] : c->members) {
+          if (u == user) continue;
+          const std::pair<int, uint64_t> rank{m.role() == v1::ROLE_ADMIN ? 2 : 1, UINT64_MAX - m.join_seq()};
+          if (!heir || rank > best || (rank == best && u < *heir)) {
+            heir = &u;
+            best = rank;
+          }
+        }
+        if (heir) {
+          change.add_users(*heir);
+          change.set_role(v1::ROLE_OWNER);
+        }
+      }
+      break;
+    case v1::MemberChange::DISSOLVED:
+      if (!owner) return deny("only the owner may dissolve a group");
+      break;
+    case v1::MemberChange::ROLE: {
+      if (!owner) return deny("only the owner may change roles");
+      const v1::Role role = change.role();
+      if (role != v1::ROLE_ADMIN && role != v1::ROLE_MEMBER && role != v1::ROLE_OWNER)
+        return ctx_.RespondError(r.origin, r.req_id, v1::ERR_BAD_REQUEST, "role must be admin, member or owner");
+      if (change.users_size() == 0 || (role == v1::ROLE_OWNER && change.users_size() != 1))
+        return ctx_.RespondError(r.origin, r.req_id, v1::ERR_BAD_REQUEST,
+                                 "name the users (exactly one for an ownership transfer)");
+      for (const std::string& u : change.users()) {
+        if (!c->members.count(u))
+          return ctx_.RespondError(r.origin, r.req_id, v1::ERR_NOT_MEMBER, u + " is not a member");
+        if (u == user) return ctx_.RespondError(r.origin, r.req_id, v1::ERR_BAD_REQUEST, "cannot change your own role");
+      }
+      break;
+    }
+    default:
+      return ctx_.RespondError(r.origin, r.req_id, v1::ERR_BAD_REQUEST, "unknown change");
+  }
+  if (RateLimited(r) || Overloaded(r)) return;
+
+  const uint64_t stamp = NextStamp();
+  const bool was_large = c->large(o);
+  WriteBatch b;
+  // Apply to the cache; the rows follow below.
+  const uint64_t entry_seq = c->max_seq + 1;
+  std::vector<std::string> touched;  // member rows to write
+  switch (change.kind()) {
+    case v1::MemberChange::RENAMED:
+      c->rec.set_name(change.name());
+      break;
+    case v1::MemberChange::ADDED:
+      for (const std::string& u : added) {
+        st::MemberRecord m;
+        m.set_role(v1::ROLE_MEMBER);
+        m.set_join_seq(entry_seq);  // history starts at the join
+        m.set_read_seq(entry_seq);
+        m.set_read_count(c->count);
+        m.set_joined_ts(ctx_.clock.UnixMillis());
+        c->members.emplace(u, std::move(m));
+        touched.push_back(u);
+      }
+      change.clear_users();
+      for (const std::string& u : added) change.add_users(u);
+      break;
+    case v1::MemberChange::REMOVED:
+    case v1::MemberChange::LEFT:
+      for (const std::string& u : removed) {
+        c->members.erase(u);
+        touched.push_back(u);
+      }
+      if (change.kind() == v1::MemberChange::REMOVED) {
+        change.clear_users();
+        for (const std::string& u : removed) change.add_users(u);
+      } else if (change.users_size() == 1) {
+        c->members.at(change.users(0)).set_role(v1::ROLE_OWNER);
+        c->rec.set_owner(change.users(0));
+        touched.push_back(change.users(0));
+      }
+      if (c->members.empty()) c->rec.set_dissolved(true);  // the last one out closes the group
+      break;
+    case v1::MemberChange::DISSOLVED:
+      c->rec.set_dissolved(true);
+      break;
+    case v1::MemberChange::ROLE:
+      for (const std::string& u : change.users()) {
+        c->members.at(u).set_role(change.role());
+        touched.push_back(u);
+      }
+      if (change.role() == v1::ROLE_OWNER) {
+        c->members.at(user).set_role(v1::ROLE_ADMIN);
+        c->rec.set_owner(change.users(0));
+        touched.push_back(user);
+      }
+      break;
+    default:
+      break;
+  }
+  c->rec.set_member_count(static_cast<uint32_t>(c->members.size()));
+  const bool large = c->large(o);
+  if (large != was_large) c->rec.set_large_since(large ? stamp : 0);
+  b.Put(ctx_.fam(Fam::kConvs), ConvKey(c->id), c->rec.SerializeAsString());
+  for (const std::string& u : touched) PutMember(*c, u, b);
+  st::UserConvRecord uc;
+  uc.set_large(large);
+  const std::string ucv = uc.SerializeAsString();
+  if (large != was_large) {
+    for (const auto& [u, m] : c->members) b.Put(ctx_.fam(Fam::kUserConvs), UserConvKey(u, c->id), ucv);
+  } else {
+    for (const std::string& u : added) b.Put(ctx_.fam(Fam::kUserConvs), UserConvKey(u, c->id), ucv);
+  }
+  for (const std::string& u : removed) b.Delete(ctx_.fam(Fam::kUserConvs), UserConvKey(u, c->id));
+
+  v1::Message ev;
+  ev.set_type(v1::MSG_MEMBERS);
+  ev.set_sender(user);
+  ev.set_sender_device(r.origin.device);
+  *ev.mutable_change() = change;
+  // Everyone whose membership changed hears of it in their own inbox, large group or not.
+  std::vector<std::string> inbox = added;
+  inbox.insert(inbox.end(), removed.begin(), removed.end());
+  st::StoredMessage stored = AppendEntry(*c, std::move(ev), stamp, b, inbox);
+  v1::Ack ack;
+  ack.set_conv_id(c->id);
+  ack.set_seq(stored.msg().seq());
+  ack.set_server_ts(stored.msg().server_ts());
+  ack.set_msg_id(stored.msg().msg_id());
+  v1::Message entry = stored.msg();
+  Commit(c, std::move(b), {{ack.seq(), std::move(stored)}},
+         [this, r, ack, entry, added, removed](const storage::Status& s) {
+           if (!s.ok()) return AnswerStorageError(r, s);
+           v1::Response resp;
+           resp.set_req_id(r.req_id);
+           *resp.mutable_ack() = ack;
+           ctx_.Respond(r.origin, resp);
+           storage::Status err;
+           ConvState* c = Conv(ack.conv_id(), &err);
+           if (!c) return;
+           for (const std::string& u : added) PushSummary(*c, u);
+           for (const std::string& u : removed) PushSummary(*c, u);
+           Deliver(*c, entry, r.origin.device, removed);
+         });
+}
+
+void Writer::Typing(const Origin& from, const v1::TypingReq& req) {
+  if (from.done) from.done->Complete(0);  // never answered; QoS 1/2 typing is acknowledged at once
+  storage::Status err;
+  ConvState* c = req.conv_id().empty() ? nullptr : Conv(req.conv_id(), &err);
+  if (!c || c->broken || c->rec.dissolved() || !c->members.count(from.user)) return;
+  if (c->members.size() > ctx_.options.typing_max_members) return;
+  const SteadyTime now = ctx_.clock.Now();
+  auto [it, fresh] = typing_last_.try_emplace(from.user + '\0' + c->id, now);
+  if (!fresh) {
+    if (now - it->second < ctx_.options.typing_interval) return;  // throttled
+    it->second = now;
+  }
+  v1::ServerFrame frame;
+  frame.mutable_event()->mutable_typing()->set_conv_id(c->id);
+  frame.mutable_event()->mutable_typing()->set_user(from.user);
+  std::string cache[kFormatCount];
+  for (const auto& [user, m] : c->members)
+    if (user != from.user) ctx_.PushEvent(user, frame, "", cache, /*qos=*/0);
+}
+
+// ---- devices and presence -------------------------------------------------------------------------------
+
+void Writer::DeviceConnected(const std::string& user, const std::string& client_id) {
+  auto [it, fresh] = devices_.try_emplace(client_id);
+  Device& d = it->second;
+  if (fresh || d.user != user) {
+    d.formats = 0;
+    auto v = ctx_.store->Get(ctx_.fam(Fam::kDevices), client_id);
+    st::DeviceRecord rec;
+    if (v.ok() && v.value() && rec.ParseFromString(*v.value()) && rec.user() == user) d.formats = rec.formats();
+    d.user = user;
+  }
+  if (d.connections++ > 0) return;
+  ctx_.SetOnline(user, OnlineDevice{client_id, d.formats});
+  ++online_count_[user];
+  going_offline_.erase(user);
+  if (announced_online_.insert(user).second) AnnouncePresence(user, true, ctx_.clock.UnixMillis());
+}
+
+void Writer::DeviceDisconnected(const std::string& user, const std::string& client_id) {
+  auto it = devices_.find(client_id);
+  if (it == devices_.end() || it->second.connections == 0 || --it->second.connections > 0) return;
+  ctx_.SetOffline(user, client_id);
+  if (--online_count_[user] <= 0) {
+    online_count_.erase(user);
+    going_offline_[user] = ctx_.clock.Now() + ctx_.options.presence_grace;
+  }
+}
+
+void Writer::Subscription(const std::string& user, const std::string& client_id, Format f, bool added) {
+  Device& d = devices_[client_id];
+  d.user = user;
+  const uint32_t before = d.formats;
+  if (added) {
+    d.formats |= 1u << static_cast<int>(f);
+  } else {
+    d.formats &= ~(1u << static_cast<int>(f));
+  }
+  if (d.connections > 0) ctx_.SetOnline(user, OnlineDevice{client_id, d.formats});
+  if (d.formats == before) return;
+  st::DeviceRecord rec;
+  rec.set_user(user);
+  rec.set_formats(d.formats);
+  WriteBatch b;
+  b.Put(ctx_.fam(Fam::kDevices), client_id, rec.SerializeAsString());
+  Commit(nullptr, std::move(b), {}, [](const storage::Status&) {});
+}
+
+void Writer::SetDeviceCursor(const std::string& client_id, uint64_t cursor) {
+  auto it = devices_.find(client_id);
+  if (it == devices_.end()) return;
+  st::DeviceRecord rec;
+  rec.set_user(it->second.user);
+  rec.set_formats(it->second.formats);
+  rec.set_cursor(cursor);
+  rec.set_last_seen(ctx_.clock.UnixMillis());
+  WriteBatch b;
+  b.Put(ctx_.fam(Fam::kDevices), client_id, rec.SerializeAsString());
+  Commit(nullptr, std::move(b), {}, [](const storage::Status&) {});
+}
+
+void Writer::AnnouncePresence(const std::string& user, bool online, int64_t last_seen) {
+  // Presence goes to direct peers only: a 10,000-member group must not hear every member come and go (they
+  // can ask with PresenceReq).
+  storage::IteratorOptions o;
+  o.prefix = UserPrefix(user);
+  auto it = ctx_.store->NewIterator(ctx_.fam(Fam::kUserConvs), o);
+  v1::ServerFrame frame;
+  v1::Presence* p = frame.mutable_event()->mutable_presence();
+  p->set_user(user);
+  p->set_online(online);
+  p->set_last_seen(last_seen);
+  std::string cache[kFormatCount];
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    std::string conv;
+    if (!DecodeUserConv(it->key(), &conv) || !IsDirectConvId(conv)) continue;
+    storage::Status err;
+    ConvState* c = Conv(conv, &err);
+    if (!c) continue;
+    for (const std::string& peer : c->rec.peers())
+      if (peer != user) ctx_.PushEvent(peer, frame, "", cache, /*qos=*/0);
+  }
+}
+
+void Writer::Tick() {
+  const SteadyTime now = ctx_.clock.Now();
+  for (auto it = going_offline_.begin(); it != going_offline_.end();) {
+    if (it->second > now) {
+      ++it;
+      continue;
+    }
+    const std::string user = it->first;
+    it = going_offline_.erase(it);
+    announced_online_.erase(user);
+    const int64_t ts = ctx_.clock.UnixMillis();
+    st::UserRecord rec;
+    rec.set_last_seen(ts);
+    WriteBatch b;
+    b.Put(ctx_.fam(Fam::kUsers), user, rec.SerializeAsString());
+    Commit(nullptr, std::move(b), {}, [](const storage::Status&) {});
+    AnnouncePresence(user, false, ts);
+  }
+  // Typing throttle entries older than the interval carry no information.
+  if (typing_last_.size() > 10'000) {
+    for (auto it = typing_last_.begin(); it != typing_last_.end();)
+      it = now - it->second >= ctx_.options.typing_interval ? typing_last_.erase(it) : std::next(it);
+  }
+  if (now >= next_sweep_) {
+    next_sweep_ = now + ctx_.options.sweep_interval;
+    Sweep();
+  }
+}
+
+void Writer::Sweep() {
+  const Options& o = ctx_.options;
+  const int64_t now_ms = ctx_.clock.UnixMillis();
+  WriteBatch b;
+  size_t visited = 0;
+  // Dedup rows past the window, oldest first, through their expiry index.
+  {
+    const int64_t cutoff = now_ms - std::chrono::duration_cast<std::chrono::milliseconds>(o.dedup_window).count();
+    storage::IteratorOptions io;
+    io.upper_bound = DedupTtlKey(cutoff, "", "");
+    auto it = ctx_.store->NewIterator(ctx_.fam(Fam::kDedupTtl), io);
+    for (it->SeekToFirst(); it->Valid() && visited < kSweepBatch; it->Next(), ++visited) {
+      int64_t ts;
+      std::string user, cmid;
+      b.Delete(ctx_.fam(Fam::kDedupTtl), it->key());
+      if (!DecodeDedupTtl(it->key(), &ts, &user, &cmid)) continue;
+      auto v = ctx_.store->Get(ctx_.fam(Fam::kDedup), DedupKey(user, cmid));
+      st::DedupRecord d;
+      if (v.ok() && v.value() && d.ParseFromString(*v.value()) && d.server_ts() == ts)
+        b.Delete(ctx_.fam(Fam::kDedup), DedupKey(user, cmid));
+    }
+  }
+  // Inbox pointers older than inbox_retention (a device that old gets a full sync instead).
+  {
+    const uint64_t cutoff =
+        StampFromMillis(now_ms - std::chrono::duration_cast<std::chrono::milliseconds>(o.inbox_retention).count());
+    auto it = ctx_.store->NewIterator(ctx_.fam(Fam::kInbox));
+    for (it->SeekToFirst(); it->Valid() && visited < 2 * kSweepBatch; it->Next(), ++visited) {
+      uint64_t stamp;
+      if (DecodeInboxStamp(it->key(), &stamp) && stamp < cutoff) b.Delete(ctx_.fam(Fam::kInbox), it->key());
+    }
+  }
+  // Retention: per conversation, drop the oldest entries past max_count or older than max_age, always keeping
+  // the newest entry (it carries the stream's max seq and count).
+  if (o.retention_max_count || o.retention_max_age.count()) {
+    const int64_t cutoff =
+        now_ms - std::chrono::duration_cast<std::chrono::milliseconds>(o.retention_max_age).count();
+    std::vector<std::string> ids;
+    {
+      auto it = ctx_.store->NewIterator(ctx_.fam(Fam::kConvs));
+      for (it->SeekToFirst(); it->Valid() && ids.size() < kSweepBatch; it->Next()) {
+        std::string_view k = it->key();
+        std::string id;
+        if (storage::GetOrderedString(&k, &id)) ids.push_back(std::move(id));
+      }
+    }
+    for (const std::string& id : ids) {
+      storage::Status err;
+      ConvState* c = Conv(id, &err);
+      if (!c || c->broken || c->max_seq == 0) continue;
+      const uint64_t from = std::max<uint64_t>(c->rec.min_seq(), 1);
+      uint64_t floor = from;
+      if (o.retention_max_count && c->max_seq > o.retention_max_count)
+        floor = std::max(floor, c->max_seq - o.retention_max_count + 1);
+      if (o.retention_max_age.count()) {
+        storage::IteratorOptions io;
+        io.prefix = MessagesPrefix(id);
+        auto it = ctx_.store->NewIterator(ctx_.fam(Fam::kMessages), io);
+        size_t n = 0;
+        for (it->Seek(MessageKey(id, floor)); it->Valid() && n < kSweepBatch; it->Next(), ++n) {
+          st::StoredMessage m;
+          if (!m.ParseFromArray(it->value().data(), it->value().size()) || m.msg().server_ts() >= cutoff) break;
+          floor = m.msg().seq() + 1;
+        }
+      }
+      floor = std::min(floor, c->max_seq);
+      if (floor <= from) continue;
+      std::optional<st::StoredMessage> below = Entry(*c, floor - 1, &err);
+      if (!err.ok()) continue;
+      c->rec.set_min_seq(floor);
+      c->rec.set_min_count(below ? below->count_at() : c->rec.min_count());
+      auto* rec = c->rec.mutable_recalled();
+      rec->erase(std::remove_if(rec->begin(), rec->end(), [&](uint64_t s) { return s < floor; }), rec->end());
+      b.DeleteRange(ctx_.fam(Fam::kMessages), MessageKey(id, from), MessageKey(id, floor));
+      b.Put(ctx_.fam(Fam::kConvs), ConvKey(id), c->rec.SerializeAsString());
+    }
+  }
+  if (b.Count() == 0) return;
+  Commit(nullptr, std::move(b), {}, [](const storage::Status& s) {
+    if (!s.ok()) spdlog::warn("im: sweep not written: {}", s.ToString());
+  });
+}
+
+}  // namespace parley::im
