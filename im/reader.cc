@@ -168,7 +168,6 @@ void Reader::Sync(const Origin& from, const std::string& req_id, const v1::SyncR
   struct Mine {
     ConvRead conv;
     std::optional<st::MemberRecord> me;
-    bool large = false;
   };
   std::map<std::string, Mine> mine;
   {
@@ -178,11 +177,8 @@ void Reader::Sync(const Origin& from, const std::string& req_id, const v1::SyncR
     auto it = ctx_.store->NewIterator(ctx_.fam(Fam::kUserConvs), o);
     for (it->SeekToFirst(); it->Valid(); it->Next()) {
       std::string id;
-      st::UserConvRecord uc;
       if (!DecodeUserConv(it->key(), &id)) continue;
-      uc.ParseFromArray(it->value().data(), static_cast<int>(it->value().size()));
       Mine m;
-      m.large = uc.large();
       if (!ReadConv(snap.get(), id, &m.conv, &err)) {
         if (!err.ok()) return AnswerStorageError(from, req_id, err);
         continue;
@@ -210,8 +206,11 @@ void Reader::Sync(const Origin& from, const std::string& req_id, const v1::SyncR
       s = std::max(s, stamp);
     }
     if (!it->status().ok()) return AnswerStorageError(from, req_id, it->status());
+    // Large conversations write no inbox pointers: one that is large now, or was after the cursor, changed
+    // if its newest entry is newer than the cursor.
     for (const auto& [id, m] : mine) {
-      if (m.large && m.conv.last_stamp > cursor) {
+      const bool unpointed = m.conv.rec.large_since() != 0 || m.conv.rec.small_since() > cursor;
+      if (unpointed && m.conv.last_stamp > cursor) {
         uint64_t& s = changed[id];
         s = std::max(s, m.conv.last_stamp);
       }

@@ -56,8 +56,7 @@ broker::HookAccess ImService::OnAuthorize(const broker::ClientIdentity& who, std
   if (access == broker::Access::kWrite)
     return ParseRequestTopic(topic) ? broker::HookAccess::kAllow : broker::HookAccess::kDeny;
   // Read: only the device's own topics (any filter below them, e.g. a custom MQTT 5 response topic).
-  std::string own(kDevicePrefix);
-  own.append(who.client_id).push_back('/');
+  const std::string own = DeviceTopicPrefix(who.client_id);
   return topic.starts_with(own) && topic.size() > own.size() ? broker::HookAccess::kAllow
                                                              : broker::HookAccess::kDeny;
 }
@@ -101,8 +100,9 @@ broker::HookResult ImService::OnPublish(const broker::ClientIdentity& who, const
     if (p->content_type)
       if (std::optional<Format> f = FormatFromContentType(*p->content_type)) format = f;
     // A response topic is honoured only inside the device's own topics (where it may subscribe).
-    if (p->response_topic && p->response_topic->starts_with(DeviceTopic(from.device, Format::kProtobuf).substr(
-                                 0, kDevicePrefix.size() + from.device.size() + 1)))
+    if (p->response_topic && p->response_topic->size() > DeviceTopicPrefix(from.device).size() &&
+        p->response_topic->starts_with(DeviceTopicPrefix(from.device)) &&
+        p->response_topic->find_first_of("+#") == std::string::npos)
       from.response_topic = *p->response_topic;
     if (p->correlation_data) from.correlation = *p->correlation_data;
   }

@@ -26,6 +26,12 @@ std::string DeviceTopic(std::string_view client_id, Format f) {
   return t;
 }
 
+std::string DeviceTopicPrefix(std::string_view client_id) {
+  std::string t(kDevicePrefix);
+  t.append(client_id).push_back('/');
+  return t;
+}
+
 bool IsValidDeviceId(std::string_view client_id) {
   return !client_id.empty() && client_id.find_first_of("/+#") == std::string_view::npos;
 }

@@ -25,6 +25,9 @@ std::optional<Format> ParseRequestTopic(std::string_view topic);
 // The format of `filter` if it is exactly the device topic of `client_id` (no wildcards), else nullopt.
 std::optional<Format> ParseDeviceTopic(std::string_view filter, std::string_view client_id);
 std::string DeviceTopic(std::string_view client_id, Format f);
+// "$im/v1/d/{client_id}/": everything below it belongs to that device (it may subscribe there, and an MQTT 5
+// Response Topic there is honoured).
+std::string DeviceTopicPrefix(std::string_view client_id);
 // Whether `client_id` can name a device topic: non-empty, one topic level (no '/', '+', '#').
 bool IsValidDeviceId(std::string_view client_id);
 

@@ -1,7 +1,5 @@
 #include "im/writer.h"
 
-#include <openssl/evp.h>
-#include <openssl/rand.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -9,34 +7,12 @@
 
 #include "im/ids.h"
 #include "im/topics.h"
+#include "im/writer_internal.h"
 
 namespace parley::im {
 
 using storage::WriteBatch;
-
-namespace {
-
-constexpr size_t kMaxClientMsgId = 64;
-constexpr size_t kMaxNameBytes = 256;
-constexpr size_t kMaxUsersPerRequest = 1000;
-constexpr size_t kMaxSeqsPerRequest = 100;
-constexpr size_t kOverloadBytes = size_t{48} << 20;  // executor queue depth at which writes are refused
-constexpr size_t kSweepBatch = 10'000;                // rows visited per sweep step
-
-std::string U64Value(uint64_t v) {
-  std::string s;
-  storage::PutU64(&s, v);
-  return s;
-}
-
-template <typename T>
-void TrimUpTo(google::protobuf::RepeatedField<T>* f, uint64_t seq) {
-  f->erase(std::remove_if(f->begin(), f->end(), [&](T s) { return s <= seq; }), f->end());
-}
-
-bool IsAdmin(const st::MemberRecord& m) { return m.role() == v1::ROLE_ADMIN || m.role() == v1::ROLE_OWNER; }
-
-}  // namespace
+using namespace internal;
 
 Writer::Writer(Context& ctx, TaskQueue& strand) : ctx_(ctx), strand_(strand) {}
 
@@ -114,7 +90,7 @@ Writer::ConvState* Writer::Conv(const std::string& id, storage::Status* err) {
   return raw;
 }
 
-Writer::ConvState* Writer::WritableConv(const Reply& r, const std::string& conv_id, bool need_member) {
+Writer::ConvState* Writer::WritableConv(const Reply& r, const std::string& conv_id, bool allow_dissolved) {
   if (conv_id.empty()) {
     ctx_.RespondError(r.origin, r.req_id, v1::ERR_BAD_REQUEST, "conv_id is required");
     return nullptr;
@@ -133,13 +109,11 @@ Writer::ConvState* Writer::WritableConv(const Reply& r, const std::string& conv_
     ctx_.RespondError(r.origin, r.req_id, v1::ERR_UNAVAILABLE, "conversation recovering from a storage error", 1000);
     return nullptr;
   }
-  if (need_member && !c->members.count(r.origin.user)) {
-    // Not a member: say "not found" rather than confirm that a conversation exists to an outsider... unless
-    // it does exist for them in the sense of a history (removed members get ERR_NOT_MEMBER).
+  if (!c->members.count(r.origin.user)) {
     ctx_.RespondError(r.origin, r.req_id, v1::ERR_NOT_MEMBER, "not a member of " + conv_id);
     return nullptr;
   }
-  if (c->rec.dissolved()) {
+  if (c->rec.dissolved() && !allow_dissolved) {
     ctx_.RespondError(r.origin, r.req_id, v1::ERR_DISSOLVED, "the group was dissolved");
     return nullptr;
   }
@@ -680,7 +654,7 @@ void Writer::Recall(const Reply& r, v1::RecallReq& req) {
 void Writer::DeleteForMe(const Reply& r, const v1::DeleteForMeReq& req) {
   if (req.seqs_size() == 0 || static_cast<size_t>(req.seqs_size()) > kMaxSeqsPerRequest)
     return ctx_.RespondError(r.origin, r.req_id, v1::ERR_BAD_REQUEST, "seqs must hold 1..100 entries");
-  ConvState* c = WritableConv(r, req.conv_id());
+  ConvState* c = WritableConv(r, req.conv_id(), /*allow_dissolved=*/true);
   if (!c) return;
   st::MemberRecord& me = c->members.at(r.origin.user);
   const uint64_t stamp = NextStamp();
@@ -715,7 +689,7 @@ void Writer::DeleteForMe(const Reply& r, const v1::DeleteForMeReq& req) {
 }
 
 void Writer::MarkRead(const Reply& r, const v1::MarkReadReq& req) {
-  ConvState* c = WritableConv(r, req.conv_id(), true);
+  ConvState* c = WritableConv(r, req.conv_id(), /*allow_dissolved=*/true);
   if (!c) return;
   st::MemberRecord& me = c->members.at(r.origin.user);
   const uint64_t seq = std::min(req.seq(), c->max_seq);
@@ -789,7 +763,7 @@ void Writer::MarkRead(const Reply& r, const v1::MarkReadReq& req) {
 }
 
 void Writer::MarkDelivered(const Reply& r, const v1::MarkDeliveredReq& req) {
-  ConvState* c = WritableConv(r, req.conv_id(), true);
+  ConvState* c = WritableConv(r, req.conv_id(), /*allow_dissolved=*/true);
   if (!c) return;
   st::MemberRecord& me = c->members.at(r.origin.user);
   const uint64_t seq = std::min(req.seq(), c->max_seq);
@@ -825,560 +799,6 @@ void Writer::MarkDelivered(const Reply& r, const v1::MarkDeliveredReq& req) {
     rc->set_recv_seq(seq);
     std::string cache[kFormatCount];
     ctx_.PushEvent(peer, frame, "", cache);
-  });
-}
-
-void Writer::OpenDirect(const Reply& r, const v1::OpenDirectReq& req) {
-  if (req.peer().empty() || req.peer() == r.origin.user || req.peer().size() > kMaxNameBytes)
-    return ctx_.RespondError(r.origin, r.req_id, v1::ERR_BAD_REQUEST, "peer must be another user");
-  const std::string id = DirectConvId(r.origin.user, req.peer());
-  storage::Status err;
-  ConvState* existing = Conv(id, &err);
-  if (!err.ok()) return AnswerStorageError(r, err);
-  if (existing) {
-    if (existing->broken)
-      return ctx_.RespondError(r.origin, r.req_id, v1::ERR_UNAVAILABLE, "conversation recovering", 1000);
-    v1::Response resp;
-    resp.set_req_id(r.req_id);
-    FillSummary(*existing, r.origin.user, resp.mutable_conversation());
-    return ctx_.Respond(r.origin, resp);
-  }
-  if (RateLimited(r) || Overloaded(r)) return;
-  auto owned = std::make_unique<ConvState>();
-  ConvState* c = owned.get();
-  c->id = id;
-  c->rec.set_type(v1::CONV_DIRECT);
-  std::vector<std::string> peers{r.origin.user, req.peer()};
-  std::sort(peers.begin(), peers.end());
-  for (const std::string& p : peers) c->rec.add_peers(p);
-  c->rec.set_created_ts(ctx_.clock.UnixMillis());
-  c->rec.set_member_count(2);
-  convs_.emplace(id, std::move(owned));
-
-  const uint64_t stamp = NextStamp();
-  for (const std::string& p : peers) {
-    st::MemberRecord m;
-    m.set_role(v1::ROLE_MEMBER);
-    m.set_join_seq(1);
-    m.set_joined_ts(c->rec.created_ts());
-    c->members.emplace(p, std::move(m));
-  }
-  WriteBatch b;
-  v1::Message ev;
-  ev.set_type(v1::MSG_MEMBERS);
-  ev.set_sender(r.origin.user);
-  ev.set_sender_device(r.origin.device);
-  ev.mutable_change()->set_kind(v1::MemberChange::CREATED);
-  ev.mutable_change()->set_actor(r.origin.user);
-  for (const std::string& p : peers) ev.mutable_change()->add_users(p);
-  st::StoredMessage stored = AppendEntry(*c, std::move(ev), stamp, b);
-  b.Put(ctx_.fam(Fam::kConvs), ConvKey(id), c->rec.SerializeAsString());
-  st::UserConvRecord uc;
-  for (const std::string& p : peers) {
-    PutMember(*c, p, b);
-    b.Put(ctx_.fam(Fam::kUserConvs), UserConvKey(p, id), uc.SerializeAsString());
-  }
-  v1::Message entry = stored.msg();
-  Commit(c, std::move(b), {{1, std::move(stored)}}, [this, r, id, entry](const storage::Status& s) {
-    if (!s.ok()) return AnswerStorageError(r, s);
-    storage::Status err;
-    ConvState* c = Conv(id, &err);
-    if (!c) return AnswerStorageError(r, err);
-    v1::Response resp;
-    resp.set_req_id(r.req_id);
-    FillSummary(*c, r.origin.user, resp.mutable_conversation());
-    ctx_.Respond(r.origin, resp);
-    for (const auto& [user, m] : c->members)
-      if (user != r.origin.user) PushSummary(*c, user);
-    Deliver(*c, entry, r.origin.device);
-  });
-}
-
-void Writer::CreateGroup(const Reply& r, v1::CreateGroupReq& req) {
-  const Options& o = ctx_.options;
-  if (req.name().size() > kMaxNameBytes)
-    return ctx_.RespondError(r.origin, r.req_id, v1::ERR_BAD_REQUEST, "name over 256 bytes");
-  if (req.client_msg_id().size() > kMaxClientMsgId)
-    return ctx_.RespondError(r.origin, r.req_id, v1::ERR_BAD_REQUEST, "client_msg_id must be at most 64 bytes");
-  std::set<std::string> users(req.members().begin(), req.members().end());
-  users.erase(r.origin.user);
-  if (users.count("")) return ctx_.RespondError(r.origin, r.req_id, v1::ERR_BAD_REQUEST, "empty user name");
-  if (users.size() + 1 > o.max_group_members)
-    return ctx_.RespondError(r.origin, r.req_id, v1::ERR_GROUP_FULL,
-                             "a group holds at most " + std::to_string(o.max_group_members) + " members");
-  const std::string id = req.client_msg_id().empty() ? RandomGroupId() : GroupIdFor(r.origin.user, req.client_msg_id());
-  storage::Status err;
-  if (ConvState* existing = Conv(id, &err)) {  // the same creation again (idempotent by client_msg_id)
-    v1::Response resp;
-    resp.set_req_id(r.req_id);
-    FillSummary(*existing, r.origin.user, resp.mutable_conversation());
-    return ctx_.Respond(r.origin, resp);
-  }
-  if (!err.ok()) return AnswerStorageError(r, err);
-  if (RateLimited(r) || Overloaded(r)) return;
-
-  auto owned = std::make_unique<ConvState>();
-  ConvState* c = owned.get();
-  c->id = id;
-  c->rec.set_type(v1::CONV_GROUP);
-  c->rec.set_name(req.name());
-  c->rec.set_owner(r.origin.user);
-  c->rec.set_created_ts(ctx_.clock.UnixMillis());
-  c->rec.set_member_count(static_cast<uint32_t>(users.size() + 1));
-  convs_.emplace(id, std::move(owned));
-  users.insert(r.origin.user);
-  for (const std::string& u : users) {
-    st::MemberRecord m;
-    m.set_role(u == r.origin.user ? v1::ROLE_OWNER : v1::ROLE_MEMBER);
-    m.set_join_seq(1);
-    m.set_joined_ts(c->rec.created_ts());
-    c->members.emplace(u, std::move(m));
-  }
-  const uint64_t stamp = NextStamp();
-  const bool large = c->large(o);
-  if (large) c->rec.set_large_since(stamp);
-  WriteBatch b;
-  v1::Message ev;
-  ev.set_type(v1::MSG_MEMBERS);
-  ev.set_sender(r.origin.user);
-  ev.set_sender_device(r.origin.device);
-  ev.mutable_change()->set_kind(v1::MemberChange::CREATED);
-  ev.mutable_change()->set_actor(r.origin.user);
-  ev.mutable_change()->set_name(req.name());
-  for (const std::string& u : users) ev.mutable_change()->add_users(u);
-  st::StoredMessage stored = AppendEntry(*c, std::move(ev), stamp, b);
-  b.Put(ctx_.fam(Fam::kConvs), ConvKey(id), c->rec.SerializeAsString());
-  st::UserConvRecord uc;
-  uc.set_large(large);
-  const std::string ucv = uc.SerializeAsString();
-  for (const std::string& u : users) {
-    PutMember(*c, u, b);
-    b.Put(ctx_.fam(Fam::kUserConvs), UserConvKey(u, id), ucv);
-  }
-  v1::Message entry = stored.msg();
-  Commit(c, std::move(b), {{1, std::move(stored)}}, [this, r, id, entry](const storage::Status& s) {
-    if (!s.ok()) return AnswerStorageError(r, s);
-    storage::Status err;
-    ConvState* c = Conv(id, &err);
-    if (!c) return AnswerStorageError(r, err);
-    v1::Response resp;
-    resp.set_req_id(r.req_id);
-    FillSummary(*c, r.origin.user, resp.mutable_conversation());
-    ctx_.Respond(r.origin, resp);
-    for (const auto& [user, m] : c->members)
-      if (ctx_.IsOnline(user)) PushSummary(*c, user);
-    Deliver(*c, entry, r.origin.device);
-  });
-}
-
-void Writer::ChangeGroup(const Reply& r, const std::string& conv_id, v1::MemberChange change) {
-  const Options& o = ctx_.options;
-  ConvState* c = WritableConv(r, conv_id);
-  if (!c) return;
-  if (c->rec.type() != v1::CONV_GROUP)
-    return ctx_.RespondError(r.origin, r.req_id, v1::ERR_FORBIDDEN, "a direct conversation has no group settings");
-  if (static_cast<size_t>(change.users_size()) > kMaxUsersPerRequest)
-    return ctx_.RespondError(r.origin, r.req_id, v1::ERR_TOO_LARGE, "at most 1000 users per request");
-  const std::string& user = r.origin.user;
-  const st::MemberRecord me = c->members.at(user);
-  const bool owner = me.role() == v1::ROLE_OWNER;
-  auto deny = [&](const char* why) { ctx_.RespondError(r.origin, r.req_id, v1::ERR_FORBIDDEN, why); };
-  change.set_actor(user);
-
-  std::vector<std::string> added, removed;  // users whose membership this changes
-  switch (change.kind()) {
-    case v1::MemberChange::RENAMED:
-      if (!IsAdmin(me)) return deny("only the owner and admins may rename a group");
-      if (change.name().size() > kMaxNameBytes)
-        return ctx_.RespondError(r.origin, r.req_id, v1::ERR_BAD_REQUEST, "name over 256 bytes");
-      break;
-    case v1::MemberChange::ADDED: {
-      if (!IsAdmin(me)) return deny("only the owner and admins may add members");
-      std::set<std::string> want(change.users().begin(), change.users().end());
-      if (want.count("")) return ctx_.RespondError(r.origin, r.req_id, v1::ERR_BAD_REQUEST, "empty user name");
-      for (const std::string& u : want)
-        if (!c->members.count(u)) added.push_back(u);
-      if (added.empty())
-        return ctx_.RespondError(r.origin, r.req_id, v1::ERR_CONFLICT, "everyone listed is already a member");
-      if (c->members.size() + added.size() > o.max_group_members)
-        return ctx_.RespondError(r.origin, r.req_id, v1::ERR_GROUP_FULL,
-                                 "a group holds at most " + std::to_string(o.max_group_members) + " members");
-      break;
-    }
-    case v1::MemberChange::REMOVED: {
-      if (!IsAdmin(me)) return deny("only the owner and admins may remove members");
-      std::set<std::string> want(change.users().begin(), change.users().end());
-      for (const std::string& u : want) {
-        auto it = c->members.find(u);
-        if (it == c->members.end()) continue;
-        if (u == user) return ctx_.RespondError(r.origin, r.req_id, v1::ERR_BAD_REQUEST, "use leave to leave");
-        if (it->second.role() == v1::ROLE_OWNER) return deny("the owner cannot be removed");
-        if (it->second.role() == v1::ROLE_ADMIN && !owner) return deny("only the owner may remove an admin");
-        removed.push_back(u);
-      }
-      if (removed.empty())
-        return ctx_.RespondError(r.origin, r.req_id, v1::ERR_CONFLICT, "nobody listed is a member");
-      break;
-    }
-    case v1::MemberChange::LEFT:
-      change.clear_users();
-      removed.push_back(user);
-      if (owner) {  // ownership passes to the longest-standing admin, else the longest-standing member
-        const std::string* heir = nullptr;
-        std::pair<int, uint64_t> best{0, 0};
-        for (const auto& [u, m] : c->members) {
-          if (u == user) continue;
-          const std::pair<int, uint64_t> rank{m.role() == v1::ROLE_ADMIN ? 2 : 1, UINT64_MAX - m.join_seq()};
-          if (!heir || rank > best || (rank == best && u < *heir)) {
-            heir = &u;
-            best = rank;
-          }
-        }
-        if (heir) {
-          change.add_users(*heir);
-          change.set_role(v1::ROLE_OWNER);
-        }
-      }
-      break;
-    case v1::MemberChange::DISSOLVED:
-      if (!owner) return deny("only the owner may dissolve a group");
-      break;
-    case v1::MemberChange::ROLE: {
-      if (!owner) return deny("only the owner may change roles");
-      const v1::Role role = change.role();
-      if (role != v1::ROLE_ADMIN && role != v1::ROLE_MEMBER && role != v1::ROLE_OWNER)
-        return ctx_.RespondError(r.origin, r.req_id, v1::ERR_BAD_REQUEST, "role must be admin, member or owner");
-      if (change.users_size() == 0 || (role == v1::ROLE_OWNER && change.users_size() != 1))
-        return ctx_.RespondError(r.origin, r.req_id, v1::ERR_BAD_REQUEST,
-                                 "name the users (exactly one for an ownership transfer)");
-      for (const std::string& u : change.users()) {
-        if (!c->members.count(u))
-          return ctx_.RespondError(r.origin, r.req_id, v1::ERR_NOT_MEMBER, u + " is not a member");
-        if (u == user) return ctx_.RespondError(r.origin, r.req_id, v1::ERR_BAD_REQUEST, "cannot change your own role");
-      }
-      break;
-    }
-    default:
-      return ctx_.RespondError(r.origin, r.req_id, v1::ERR_BAD_REQUEST, "unknown change");
-  }
-  if (RateLimited(r) || Overloaded(r)) return;
-
-  const uint64_t stamp = NextStamp();
-  const bool was_large = c->large(o);
-  WriteBatch b;
-  // Apply to the cache; the rows follow below.
-  const uint64_t entry_seq = c->max_seq + 1;
-  std::vector<std::string> touched;  // member rows to write
-  switch (change.kind()) {
-    case v1::MemberChange::RENAMED:
-      c->rec.set_name(change.name());
-      break;
-    case v1::MemberChange::ADDED:
-      for (const std::string& u : added) {
-        st::MemberRecord m;
-        m.set_role(v1::ROLE_MEMBER);
-        m.set_join_seq(entry_seq);  // history starts at the join
-        m.set_read_seq(entry_seq);
-        m.set_read_count(c->count);
-        m.set_joined_ts(ctx_.clock.UnixMillis());
-        c->members.emplace(u, std::move(m));
-        touched.push_back(u);
-      }
-      change.clear_users();
-      for (const std::string& u : added) change.add_users(u);
-      break;
-    case v1::MemberChange::REMOVED:
-    case v1::MemberChange::LEFT:
-      for (const std::string& u : removed) {
-        c->members.erase(u);
-        touched.push_back(u);
-      }
-      if (change.kind() == v1::MemberChange::REMOVED) {
-        change.clear_users();
-        for (const std::string& u : removed) change.add_users(u);
-      } else if (change.users_size() == 1) {
-        c->members.at(change.users(0)).set_role(v1::ROLE_OWNER);
-        c->rec.set_owner(change.users(0));
-        touched.push_back(change.users(0));
-      }
-      if (c->members.empty()) c->rec.set_dissolved(true);  // the last one out closes the group
-      break;
-    case v1::MemberChange::DISSOLVED:
-      c->rec.set_dissolved(true);
-      break;
-    case v1::MemberChange::ROLE:
-      for (const std::string& u : change.users()) {
-        c->members.at(u).set_role(change.role());
-        touched.push_back(u);
-      }
-      if (change.role() == v1::ROLE_OWNER) {
-        c->members.at(user).set_role(v1::ROLE_ADMIN);
-        c->rec.set_owner(change.users(0));
-        touched.push_back(user);
-      }
-      break;
-    default:
-      break;
-  }
-  c->rec.set_member_count(static_cast<uint32_t>(c->members.size()));
-  const bool large = c->large(o);
-  if (large != was_large) c->rec.set_large_since(large ? stamp : 0);
-  b.Put(ctx_.fam(Fam::kConvs), ConvKey(c->id), c->rec.SerializeAsString());
-  for (const std::string& u : touched) PutMember(*c, u, b);
-  st::UserConvRecord uc;
-  uc.set_large(large);
-  const std::string ucv = uc.SerializeAsString();
-  if (large != was_large) {
-    for (const auto& [u, m] : c->members) b.Put(ctx_.fam(Fam::kUserConvs), UserConvKey(u, c->id), ucv);
-  } else {
-    for (const std::string& u : added) b.Put(ctx_.fam(Fam::kUserConvs), UserConvKey(u, c->id), ucv);
-  }
-  for (const std::string& u : removed) b.Delete(ctx_.fam(Fam::kUserConvs), UserConvKey(u, c->id));
-
-  v1::Message ev;
-  ev.set_type(v1::MSG_MEMBERS);
-  ev.set_sender(user);
-  ev.set_sender_device(r.origin.device);
-  *ev.mutable_change() = change;
-  // Everyone whose membership changed hears of it in their own inbox, large group or not.
-  std::vector<std::string> inbox = added;
-  inbox.insert(inbox.end(), removed.begin(), removed.end());
-  st::StoredMessage stored = AppendEntry(*c, std::move(ev), stamp, b, inbox);
-  v1::Ack ack;
-  ack.set_conv_id(c->id);
-  ack.set_seq(stored.msg().seq());
-  ack.set_server_ts(stored.msg().server_ts());
-  ack.set_msg_id(stored.msg().msg_id());
-  v1::Message entry = stored.msg();
-  Commit(c, std::move(b), {{ack.seq(), std::move(stored)}},
-         [this, r, ack, entry, added, removed](const storage::Status& s) {
-           if (!s.ok()) return AnswerStorageError(r, s);
-           v1::Response resp;
-           resp.set_req_id(r.req_id);
-           *resp.mutable_ack() = ack;
-           ctx_.Respond(r.origin, resp);
-           storage::Status err;
-           ConvState* c = Conv(ack.conv_id(), &err);
-           if (!c) return;
-           for (const std::string& u : added) PushSummary(*c, u);
-           for (const std::string& u : removed) PushSummary(*c, u);
-           Deliver(*c, entry, r.origin.device, removed);
-         });
-}
-
-void Writer::Typing(const Origin& from, const v1::TypingReq& req) {
-  if (from.done) from.done->Complete(0);  // never answered; QoS 1/2 typing is acknowledged at once
-  storage::Status err;
-  ConvState* c = req.conv_id().empty() ? nullptr : Conv(req.conv_id(), &err);
-  if (!c || c->broken || c->rec.dissolved() || !c->members.count(from.user)) return;
-  if (c->members.size() > ctx_.options.typing_max_members) return;
-  const SteadyTime now = ctx_.clock.Now();
-  auto [it, fresh] = typing_last_.try_emplace(from.user + '\0' + c->id, now);
-  if (!fresh) {
-    if (now - it->second < ctx_.options.typing_interval) return;  // throttled
-    it->second = now;
-  }
-  v1::ServerFrame frame;
-  frame.mutable_event()->mutable_typing()->set_conv_id(c->id);
-  frame.mutable_event()->mutable_typing()->set_user(from.user);
-  std::string cache[kFormatCount];
-  for (const auto& [user, m] : c->members)
-    if (user != from.user) ctx_.PushEvent(user, frame, "", cache, /*qos=*/0);
-}
-
-// ---- devices and presence -------------------------------------------------------------------------------
-
-void Writer::DeviceConnected(const std::string& user, const std::string& client_id) {
-  auto [it, fresh] = devices_.try_emplace(client_id);
-  Device& d = it->second;
-  if (fresh || d.user != user) {
-    d.formats = 0;
-    auto v = ctx_.store->Get(ctx_.fam(Fam::kDevices), client_id);
-    st::DeviceRecord rec;
-    if (v.ok() && v.value() && rec.ParseFromString(*v.value()) && rec.user() == user) d.formats = rec.formats();
-    d.user = user;
-  }
-  if (d.connections++ > 0) return;
-  ctx_.SetOnline(user, OnlineDevice{client_id, d.formats});
-  ++online_count_[user];
-  going_offline_.erase(user);
-  if (announced_online_.insert(user).second) AnnouncePresence(user, true, ctx_.clock.UnixMillis());
-}
-
-void Writer::DeviceDisconnected(const std::string& user, const std::string& client_id) {
-  auto it = devices_.find(client_id);
-  if (it == devices_.end() || it->second.connections == 0 || --it->second.connections > 0) return;
-  ctx_.SetOffline(user, client_id);
-  if (--online_count_[user] <= 0) {
-    online_count_.erase(user);
-    going_offline_[user] = ctx_.clock.Now() + ctx_.options.presence_grace;
-  }
-}
-
-void Writer::Subscription(const std::string& user, const std::string& client_id, Format f, bool added) {
-  Device& d = devices_[client_id];
-  d.user = user;
-  const uint32_t before = d.formats;
-  if (added) {
-    d.formats |= 1u << static_cast<int>(f);
-  } else {
-    d.formats &= ~(1u << static_cast<int>(f));
-  }
-  if (d.connections > 0) ctx_.SetOnline(user, OnlineDevice{client_id, d.formats});
-  if (d.formats == before) return;
-  st::DeviceRecord rec;
-  rec.set_user(user);
-  rec.set_formats(d.formats);
-  WriteBatch b;
-  b.Put(ctx_.fam(Fam::kDevices), client_id, rec.SerializeAsString());
-  Commit(nullptr, std::move(b), {}, [](const storage::Status&) {});
-}
-
-void Writer::SetDeviceCursor(const std::string& client_id, uint64_t cursor) {
-  auto it = devices_.find(client_id);
-  if (it == devices_.end()) return;
-  st::DeviceRecord rec;
-  rec.set_user(it->second.user);
-  rec.set_formats(it->second.formats);
-  rec.set_cursor(cursor);
-  rec.set_last_seen(ctx_.clock.UnixMillis());
-  WriteBatch b;
-  b.Put(ctx_.fam(Fam::kDevices), client_id, rec.SerializeAsString());
-  Commit(nullptr, std::move(b), {}, [](const storage::Status&) {});
-}
-
-void Writer::AnnouncePresence(const std::string& user, bool online, int64_t last_seen) {
-  // Presence goes to direct peers only: a 10,000-member group must not hear every member come and go (they
-  // can ask with PresenceReq).
-  storage::IteratorOptions o;
-  o.prefix = UserPrefix(user);
-  auto it = ctx_.store->NewIterator(ctx_.fam(Fam::kUserConvs), o);
-  v1::ServerFrame frame;
-  v1::Presence* p = frame.mutable_event()->mutable_presence();
-  p->set_user(user);
-  p->set_online(online);
-  p->set_last_seen(last_seen);
-  std::string cache[kFormatCount];
-  for (it->SeekToFirst(); it->Valid(); it->Next()) {
-    std::string conv;
-    if (!DecodeUserConv(it->key(), &conv) || !IsDirectConvId(conv)) continue;
-    storage::Status err;
-    ConvState* c = Conv(conv, &err);
-    if (!c) continue;
-    for (const std::string& peer : c->rec.peers())
-      if (peer != user) ctx_.PushEvent(peer, frame, "", cache, /*qos=*/0);
-  }
-}
-
-void Writer::Tick() {
-  const SteadyTime now = ctx_.clock.Now();
-  for (auto it = going_offline_.begin(); it != going_offline_.end();) {
-    if (it->second > now) {
-      ++it;
-      continue;
-    }
-    const std::string user = it->first;
-    it = going_offline_.erase(it);
-    announced_online_.erase(user);
-    const int64_t ts = ctx_.clock.UnixMillis();
-    st::UserRecord rec;
-    rec.set_last_seen(ts);
-    WriteBatch b;
-    b.Put(ctx_.fam(Fam::kUsers), user, rec.SerializeAsString());
-    Commit(nullptr, std::move(b), {}, [](const storage::Status&) {});
-    AnnouncePresence(user, false, ts);
-  }
-  // Typing throttle entries older than the interval carry no information.
-  if (typing_last_.size() > 10'000) {
-    for (auto it = typing_last_.begin(); it != typing_last_.end();)
-      it = now - it->second >= ctx_.options.typing_interval ? typing_last_.erase(it) : std::next(it);
-  }
-  if (now >= next_sweep_) {
-    next_sweep_ = now + ctx_.options.sweep_interval;
-    Sweep();
-  }
-}
-
-void Writer::Sweep() {
-  const Options& o = ctx_.options;
-  const int64_t now_ms = ctx_.clock.UnixMillis();
-  WriteBatch b;
-  size_t visited = 0;
-  // Dedup rows past the window, oldest first, through their expiry index.
-  {
-    const int64_t cutoff = now_ms - std::chrono::duration_cast<std::chrono::milliseconds>(o.dedup_window).count();
-    storage::IteratorOptions io;
-    io.upper_bound = DedupTtlKey(cutoff, "", "");
-    auto it = ctx_.store->NewIterator(ctx_.fam(Fam::kDedupTtl), io);
-    for (it->SeekToFirst(); it->Valid() && visited < kSweepBatch; it->Next(), ++visited) {
-      int64_t ts;
-      std::string user, cmid;
-      b.Delete(ctx_.fam(Fam::kDedupTtl), it->key());
-      if (!DecodeDedupTtl(it->key(), &ts, &user, &cmid)) continue;
-      auto v = ctx_.store->Get(ctx_.fam(Fam::kDedup), DedupKey(user, cmid));
-      st::DedupRecord d;
-      if (v.ok() && v.value() && d.ParseFromString(*v.value()) && d.server_ts() == ts)
-        b.Delete(ctx_.fam(Fam::kDedup), DedupKey(user, cmid));
-    }
-  }
-  // Inbox pointers older than inbox_retention (a device that old gets a full sync instead).
-  {
-    const uint64_t cutoff =
-        StampFromMillis(now_ms - std::chrono::duration_cast<std::chrono::milliseconds>(o.inbox_retention).count());
-    auto it = ctx_.store->NewIterator(ctx_.fam(Fam::kInbox));
-    for (it->SeekToFirst(); it->Valid() && visited < 2 * kSweepBatch; it->Next(), ++visited) {
-      uint64_t stamp;
-      if (DecodeInboxStamp(it->key(), &stamp) && stamp < cutoff) b.Delete(ctx_.fam(Fam::kInbox), it->key());
-    }
-  }
-  // Retention: per conversation, drop the oldest entries past max_count or older than max_age, always keeping
-  // the newest entry (it carries the stream's max seq and count).
-  if (o.retention_max_count || o.retention_max_age.count()) {
-    const int64_t cutoff =
-        now_ms - std::chrono::duration_cast<std::chrono::milliseconds>(o.retention_max_age).count();
-    std::vector<std::string> ids;
-    {
-      auto it = ctx_.store->NewIterator(ctx_.fam(Fam::kConvs));
-      for (it->SeekToFirst(); it->Valid() && ids.size() < kSweepBatch; it->Next()) {
-        std::string_view k = it->key();
-        std::string id;
-        if (storage::GetOrderedString(&k, &id)) ids.push_back(std::move(id));
-      }
-    }
-    for (const std::string& id : ids) {
-      storage::Status err;
-      ConvState* c = Conv(id, &err);
-      if (!c || c->broken || c->max_seq == 0) continue;
-      const uint64_t from = std::max<uint64_t>(c->rec.min_seq(), 1);
-      uint64_t floor = from;
-      if (o.retention_max_count && c->max_seq > o.retention_max_count)
-        floor = std::max(floor, c->max_seq - o.retention_max_count + 1);
-      if (o.retention_max_age.count()) {
-        storage::IteratorOptions io;
-        io.prefix = MessagesPrefix(id);
-        auto it = ctx_.store->NewIterator(ctx_.fam(Fam::kMessages), io);
-        size_t n = 0;
-        for (it->Seek(MessageKey(id, floor)); it->Valid() && n < kSweepBatch; it->Next(), ++n) {
-          st::StoredMessage m;
-          if (!m.ParseFromArray(it->value().data(), it->value().size()) || m.msg().server_ts() >= cutoff) break;
-          floor = m.msg().seq() + 1;
-        }
-      }
-      floor = std::min(floor, c->max_seq);
-      if (floor <= from) continue;
-      std::optional<st::StoredMessage> below = Entry(*c, floor - 1, &err);
-      if (!err.ok()) continue;
-      c->rec.set_min_seq(floor);
-      c->rec.set_min_count(below ? below->count_at() : c->rec.min_count());
-      auto* rec = c->rec.mutable_recalled();
-      rec->erase(std::remove_if(rec->begin(), rec->end(), [&](uint64_t s) { return s < floor; }), rec->end());
-      b.DeleteRange(ctx_.fam(Fam::kMessages), MessageKey(id, from), MessageKey(id, floor));
-      b.Put(ctx_.fam(Fam::kConvs), ConvKey(id), c->rec.SerializeAsString());
-    }
-  }
-  if (b.Count() == 0) return;
-  Commit(nullptr, std::move(b), {}, [](const storage::Status& s) {
-    if (!s.ok()) spdlog::warn("im: sweep not written: {}", s.ToString());
   });
 }
 

@@ -73,8 +73,9 @@ class Writer {
   uint64_t NextStamp();
   // Loads (or returns the cached) conversation. Null if it does not exist; `err` set on a storage error.
   ConvState* Conv(const std::string& id, storage::Status* err);
-  // Checks conversation / membership for a write by `user`; answers the error itself and returns null.
-  ConvState* WritableConv(const Reply& r, const std::string& conv_id, bool need_member = true);
+  // Checks conversation / membership for a write by the requester; answers the error itself and returns null.
+  // `allow_dissolved`: the operation still makes sense in a dissolved group (read state, leaving).
+  ConvState* WritableConv(const Reply& r, const std::string& conv_id, bool allow_dissolved = false);
   st::MemberRecord* MemberOf(ConvState& c, const std::string& user);
   // The newest version of a stored entry: one written by a batch in flight, else the disk's.
   std::optional<st::StoredMessage> Entry(const ConvState& c, uint64_t seq, storage::Status* err);

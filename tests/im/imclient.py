@@ -52,6 +52,16 @@ def decode(payload, cls, fmt):
     return out
 
 
+class Raw:
+    """One PUBLISH as the device received it."""
+
+    def __init__(self, topic, payload, qos, properties):
+        self.topic, self.payload, self.qos, self.properties = topic, payload, qos, properties
+
+    def __repr__(self):
+        return "<Raw %s qos=%d %d bytes>" % (self.topic, self.qos, len(self.payload))
+
+
 class ImError(Exception):
     def __init__(self, error):
         super().__init__("%s: %s" % (pb.ErrorCode.Name(error.code), error.message))
@@ -68,6 +78,9 @@ class Device:
         self.responses = {}
         self.events = []
         self.frames = 0
+        self.raw = []  # every PUBLISH received: Raw(topic, payload, qos, properties)
+        self.bad_frames = []  # payloads that did not decode as a ServerFrame
+        self._suback = {}  # mid -> reason codes
         self.cond = threading.Condition()
         self.client = None
         if connect:
@@ -84,7 +97,8 @@ class Device:
         connected = threading.Event()
         subscribed = threading.Event()
         c.on_connect = lambda *a, **k: connected.set()
-        c.on_subscribe = lambda *a, **k: subscribed.set()
+        c.on_subscribe = self._on_subscribe
+        self._subscribed_event = subscribed
         if self.v5:
             from paho.mqtt.properties import Properties
             from paho.mqtt.packettypes import PacketTypes
@@ -119,12 +133,45 @@ class Device:
             self.client.socket().close()
             self.client = None
 
+    def _on_subscribe(self, client, userdata, mid, codes, properties=None):
+        out = []
+        for c in codes:
+            out.append(c.value if hasattr(c, "value") else int(c))
+        with self.cond:
+            self._suback[mid] = out
+            self.cond.notify_all()
+        ev = getattr(self, "_subscribed_event", None)
+        if ev is not None:
+            ev.set()
+
+    def subscribe_topic(self, topic, qos=1, timeout=5):
+        """Subscribes to `topic`; returns the SUBACK's reason codes (granted QoS, or >= 0x80 for a refusal)."""
+        rc, mid = self.client.subscribe(topic, qos=qos)
+        assert rc == mqtt.MQTT_ERR_SUCCESS, "subscribe failed locally: %s" % rc
+        deadline = time.time() + timeout
+        with self.cond:
+            while mid not in self._suback:
+                left = deadline - time.time()
+                if left <= 0:
+                    raise TimeoutError("no SUBACK for %s on %s" % (topic, self.device))
+                self.cond.wait(left)
+            return self._suback.pop(mid)
+
     def _on_message(self, client, userdata, msg):
         fmt = msg.topic.rsplit("/", 1)[-1]
         if fmt not in FORMATS:
             fmt = self.fmt
-        frame = decode(msg.payload, pb.ServerFrame, fmt)
+        raw = Raw(msg.topic, bytes(msg.payload), msg.qos, getattr(msg, "properties", None))
+        try:
+            frame = decode(msg.payload, pb.ServerFrame, fmt)
+        except Exception:  # noqa: BLE001 - recorded for the test to look at
+            with self.cond:
+                self.raw.append(raw)
+                self.bad_frames.append(raw)
+                self.cond.notify_all()
+            return
         with self.cond:
+            self.raw.append(raw)
             self.frames += 1
             if frame.HasField("response"):
                 self.responses[frame.response.req_id] = frame.response
@@ -206,6 +253,113 @@ class Device:
 
     def recall(self, conv_id, seq, cmid=""):
         return self.request(recall=pb.RecallReq(conv_id=conv_id, seq=seq, client_msg_id=cmid)).ack
+
+    # ---- more conveniences (additive)
+    def expect_error(self, code, timeout=10, **op):
+        """Sends the request and asserts it fails with `code`; returns the Error."""
+        resp = self.request(timeout=timeout, raise_error=False, **op)
+        assert resp.HasField("error") and resp.error.code == code, "expected %s, got %s" % (
+            pb.ErrorCode.Name(code), resp)
+        return resp.error
+
+    def request_async(self, qos=1, **op):
+        """Publishes a request without waiting; returns its req_id (collect with wait_response)."""
+        req = pb.Request(req_id=uuid.uuid4().hex, **op)
+        self.publish_request(req, qos=qos)
+        return req.req_id
+
+    def mark_delivered(self, conv_id, seq):
+        return self.request(mark_delivered=pb.MarkDeliveredReq(conv_id=conv_id, seq=seq)).read
+
+    def delete_for_me(self, conv_id, seqs):
+        return self.request(delete_for_me=pb.DeleteForMeReq(conv_id=conv_id, seqs=seqs))
+
+    def get_conversation(self, conv_id):
+        return self.request(get_conversation=pb.GetConversationReq(conv_id=conv_id)).conversation
+
+    def members(self, conv_id):
+        return self.request(list_members=pb.ListMembersReq(conv_id=conv_id)).members
+
+    def rename_group(self, conv_id, name):
+        return self.request(rename_group=pb.RenameGroupReq(conv_id=conv_id, name=name)).ack
+
+    def add_members(self, conv_id, users):
+        return self.request(add_members=pb.AddMembersReq(conv_id=conv_id, users=users)).ack
+
+    def remove_members(self, conv_id, users):
+        return self.request(remove_members=pb.RemoveMembersReq(conv_id=conv_id, users=users)).ack
+
+    def leave(self, conv_id):
+        return self.request(leave=pb.LeaveReq(conv_id=conv_id)).ack
+
+    def dissolve(self, conv_id):
+        return self.request(dissolve=pb.DissolveReq(conv_id=conv_id)).ack
+
+    def set_role(self, conv_id, users, role):
+        return self.request(set_role=pb.SetRoleReq(conv_id=conv_id, users=users, role=role)).ack
+
+    def typing(self, conv_id, qos=0):
+        """Fire and forget (typing is never answered)."""
+        self.publish_request(pb.Request(req_id=uuid.uuid4().hex, typing=pb.TypingReq(conv_id=conv_id)), qos=qos)
+
+    def presence(self, users):
+        return self.request(presence=pb.PresenceReq(users=users)).presence
+
+    def wait_message(self, conv_id, seq=None, mtype=None, timeout=10):
+        """The first Message event of `conv_id` (with `seq` / `mtype` if given)."""
+        def pred(e):
+            if not e.HasField("message") or e.message.conv_id != conv_id:
+                return False
+            return (seq is None or e.message.seq == seq) and (mtype is None or e.message.type == mtype)
+        return self.wait_event(pred, timeout).message
+
+    def no_event(self, pred, timeout=0.5):
+        """Asserts that no collected event matches pred within `timeout` (none is consumed)."""
+        deadline = time.time() + timeout
+        with self.cond:
+            while True:
+                for ev in self.events:
+                    assert not pred(ev), "unexpected event on %s: %s" % (self.device, ev)
+                left = deadline - time.time()
+                if left <= 0:
+                    return
+                self.cond.wait(left)
+
+    def wait_raw(self, pred, timeout=10):
+        """The first received PUBLISH (Raw) matching pred (not consumed)."""
+        deadline = time.time() + timeout
+        with self.cond:
+            while True:
+                for r in self.raw:
+                    if pred(r):
+                        return r
+                left = deadline - time.time()
+                if left <= 0:
+                    raise TimeoutError("no matching PUBLISH on %s; have %s" % (self.device, self.raw))
+                self.cond.wait(left)
+
+
+def is_msg(conv_id=None, seq=None, mtype=None):
+    """A predicate for wait_event / no_event: a Message event (of that conversation, seq, type)."""
+    def pred(e):
+        if not e.HasField("message"):
+            return False
+        m = e.message
+        return ((conv_id is None or m.conv_id == conv_id) and (seq is None or m.seq == seq)
+                and (mtype is None or m.type == mtype))
+    return pred
+
+
+def wait_until(pred, timeout=10, interval=0.05, what="condition"):
+    """Polls pred() until it returns something truthy; returns that value."""
+    deadline = time.time() + timeout
+    while True:
+        v = pred()
+        if v:
+            return v
+        if time.time() > deadline:
+            raise TimeoutError("timed out waiting for " + what)
+        time.sleep(interval)
 
 
 def full_history(dev, conv_id, page=50):

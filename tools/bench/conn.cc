@@ -80,6 +80,7 @@ void Conn::OnRead(ssize_t n, const char* data) {
   }
   if (n == 0 || state_ == State::kClosing || state_ == State::kReconnecting) return;
   size_t len = static_cast<size_t>(n);
+  bytes_read_ += len;
   if (in_.empty()) {
     size_t used = Consume(data, len);
     if (used == SIZE_MAX) return;

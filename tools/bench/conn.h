@@ -10,6 +10,7 @@
 
 #include "broker/codec/codec.h"
 #include "broker/codec/packets.h"
+#include "tools/bench/control.h"
 
 namespace parley::bench {
 
@@ -36,6 +37,14 @@ class Conn {
   bool open() const { return state_ == State::kOpen; }
   bool closed() const { return state_ == State::kClosed; }
   const std::string& client_id() const { return client_id_; }
+  // Bytes read from the socket so far (every packet, all connections of this client).
+  uint64_t bytes_read() const { return bytes_read_; }
+
+  // Clients other than Publisher and Subscriber (added to a worker with Worker::Add(unique_ptr<Conn>)) hear
+  // of the run's phases here: kPublish when the run starts, kDrain when it stops sending.
+  virtual void OnPhase(Phase) {}
+  // Every millisecond during kPublish, for those same clients.
+  virtual void OnTick(uint64_t /*now_ns*/) {}
 
  protected:
   // Fills the role's CONNECT fields (clean start, session expiry). Version and client id are set.
@@ -103,6 +112,7 @@ class Conn {
   std::string out_;      // encoded packets not yet handed to the kernel
   std::string writing_;  // bytes owned by the uv_write in flight
   uint64_t last_write_ns_ = 0;
+  uint64_t bytes_read_ = 0;
   uint16_t keep_alive_ = 0;  // as granted (v5 Server Keep Alive overrides ours)
 };
 

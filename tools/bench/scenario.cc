@@ -83,6 +83,14 @@ std::vector<ClientPlan> Plan(const Options& o) {
   return plan;
 }
 
+constexpr size_t kMissingExamples = 8;
+
+double Secs(uint64_t ns) { return static_cast<double>(ns) / 1e9; }
+uint64_t Ns(double s) { return static_cast<uint64_t>(s * 1e9); }
+void Nap() { std::this_thread::sleep_for(std::chrono::milliseconds(1)); }
+
+}  // namespace
+
 Status Resolve(const Options& o, RunConfig* cfg) {
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
@@ -112,13 +120,7 @@ Status EnsureFiles(size_t conns) {
   return Status::Ok();
 }
 
-constexpr size_t kMissingExamples = 8;
-
-double Secs(uint64_t ns) { return static_cast<double>(ns) / 1e9; }
-uint64_t Ns(double s) { return static_cast<uint64_t>(s * 1e9); }
-void Nap() { std::this_thread::sleep_for(std::chrono::milliseconds(1)); }
-
-}  // namespace
+bool IsImScenario(const std::string& scenario) { return scenario.rfind("im-", 0) == 0; }
 
 std::string Validate(const Options& o) {
   if (o.qos < 0 || o.qos > 2) return "--qos must be 0, 1 or 2";

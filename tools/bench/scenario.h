@@ -4,6 +4,8 @@
 
 #include <atomic>
 #include <cstdint>
+#include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -14,7 +16,7 @@
 namespace parley::bench {
 
 struct Options {
-  std::string scenario;          // durable | p2p | fanin | fanout
+  std::string scenario;          // durable | p2p | fanin | fanout | im-direct | im-group | im-sync
   std::string host = "127.0.0.1";
   uint16_t port = 1883;
   int qos = 1;
@@ -32,7 +34,19 @@ struct Options {
   double connect_timeout = 10;   // seconds for every client to connect and subscribe
   int broker_pid = 0;
   uint16_t keep_alive = 60;
+
+  // p2p, im-direct
+  uint32_t pairs = 10;
+  // IM scenarios (tools/README.md): users, devices and the backlog.
+  uint32_t members = 100;        // im-group: group size
+  uint32_t online = 0;           // im-group: members with a device online (0 = all, at most 100)
+  uint32_t senders = 1;          // im-group: online members that send
+  uint64_t backlog = 10'000;     // im-sync: messages preloaded for the offline reader
+  uint32_t page = 200;           // im-sync: messages per conversation in a sync, and per history page
+  double sync_timeout = 60;      // im-sync: seconds for the reader to be fully synced
 };
+
+bool IsImScenario(const std::string& scenario);
 
 // Checks option combinations; an error message, or empty.
 std::string Validate(const Options& o);
@@ -69,7 +83,41 @@ struct Report {
   ProcSample broker_before, broker_after;
   double bench_cpu_s = 0;
   std::vector<std::string> warnings;
+
+  // IM scenarios only. Above, "publishes" are SendReqs (acked = answered with an Ack), "deliveries" are
+  // message events (or, for im-sync, messages the reader holds after syncing), keyed by (conv_id, seq).
+  struct Im {
+    uint32_t senders = 0, receivers = 0;       // devices that send / devices that must receive
+    uint32_t members = 0, online = 0;          // im-group
+    uint32_t conversations = 0;                // conversations opened (or created) during setup
+    uint64_t duplicate_acks = 0;               // Acks flagged duplicate (never expected: client_msg_ids are unique)
+    std::map<std::string, uint64_t> refusals;  // error responses to sends, by error code name
+    std::string last_refusal;                  // its message
+    uint64_t received_unacked = 0;             // messages received whose Ack never came back
+    uint64_t other_events = 0;                 // events that are not this run's text messages (summaries, ...)
+    uint64_t e2e_stalls = 0;                   // im-group: the end-to-end window was written off
+    // im-sync
+    uint64_t backlog = 0;                      // messages the reader must end up with (acked in the preload)
+    double preload_s = 0;                      // first send to last ack
+    bool synced = false;                       // the reader held every acked message before --sync-timeout
+    double connect_ms = 0;                     // reader: CONNECT written -> SUBACK
+    double sync_ms = 0;                        // reader: first SyncReq written -> the last message held
+    uint64_t sync_requests = 0, history_requests = 0;
+    uint64_t bytes_received = 0;               // reader: bytes read from its socket while syncing
+    uint64_t payload_bytes = 0;                // of which ServerFrame payloads
+    uint64_t messages_received = 0;            // entries in the answers (all types, duplicates included)
+    double sync_broker_cpu_s = 0;              // broker CPU seconds during the sync alone
+    bool sync_broker_cpu_known = false;
+    Histogram request_latency;                 // reader: each sync / history request, written -> answer read
+  };
+  std::optional<Im> im;
 };
+
+struct RunConfig;
+// Shared by the scenario runners: resolves --host/--port into cfg->addr and cfg->target; raises the open-file
+// limit for `conns` connections (or says why it cannot).
+Status Resolve(const Options& o, RunConfig* cfg);
+Status EnsureFiles(size_t conns);
 
 // Set by the SIGINT/SIGTERM handler: 1 = stop publishing and report, 2+ = abandon the run.
 extern std::atomic<int> g_interrupts;
@@ -78,5 +126,7 @@ extern std::atomic<int> g_interrupts;
 // client that never got ready) end the run and come back as an error Status. Never blocks longer than
 // connect_timeout + duration + grace + a few seconds.
 Result<Report> RunScenario(const Options& o);
+// The same for the IM scenarios (im_scenarios.cc).
+Result<Report> RunImScenario(const Options& o);
 
 }  // namespace parley::bench

@@ -26,9 +26,11 @@ Worker::~Worker() {
 
 void Worker::Add(std::unique_ptr<Publisher> p) { pubs_.push_back(std::move(p)); }
 void Worker::Add(std::unique_ptr<Subscriber> s) { subs_.push_back(std::move(s)); }
+void Worker::Add(std::unique_ptr<Conn> c) { others_.push_back(std::move(c)); }
 
 void Worker::Start() {
   for (auto& s : subs_) order_.push_back(s.get());
+  for (auto& c : others_) order_.push_back(c.get());
   for (auto& p : pubs_) order_.push_back(p.get());
   thread_ = std::thread([this] { Run(); });
 }
@@ -71,13 +73,17 @@ void Worker::SyncPhase() {
 
 void Worker::EnterPublish() {
   for (auto& p : pubs_) p->Begin();
-  if (cfg_->rate_per_publisher > 0) {
+  for (auto& c : others_) c->OnPhase(Phase::kPublish);
+  if (cfg_->rate_per_publisher > 0 || !others_.empty()) {
     uv_timer_start(&pace_, [](uv_timer_t* t) {
       auto* w = static_cast<Worker*>(t->data);
       uint64_t now = uv_hrtime();
-      for (auto& p : w->pubs_) p->Pace(now);
+      if (w->cfg_->rate_per_publisher > 0)
+        for (auto& p : w->pubs_) p->Pace(now);
+      for (auto& c : w->others_) c->OnTick(now);
     }, 1, 1);
-  } else if (cfg_->qos == 0 && !pubs_.empty()) {
+  }
+  if (cfg_->rate_per_publisher == 0 && cfg_->qos == 0 && !pubs_.empty()) {
     uv_idle_start(&idle_, [](uv_idle_t* i) {
       for (auto& p : static_cast<Worker*>(i->data)->pubs_) p->Pump();
     });
@@ -88,6 +94,7 @@ void Worker::EnterDrain() {
   uv_timer_stop(&pace_);
   uv_idle_stop(&idle_);
   for (auto& p : pubs_) p->Stop();
+  for (auto& c : others_) c->OnPhase(Phase::kDrain);
 }
 
 void Worker::EnterClose() {

@@ -31,6 +31,9 @@ class Worker {
   // Coordinator thread, before Start().
   void Add(std::unique_ptr<Publisher> p);
   void Add(std::unique_ptr<Subscriber> s);
+  // Any other client (the IM scenarios' devices): told of phases by Conn::OnPhase, ticked every millisecond
+  // during kPublish (Conn::OnTick). Connected after the subscribers, before the publishers.
+  void Add(std::unique_ptr<Conn> c);
   // Coordinator thread: runs the loop on a new thread; it connects its clients at once.
   void Start();
   // Any thread: the control block's phase changed.
@@ -45,6 +48,7 @@ class Worker {
   // After Join(): results.
   const std::vector<std::unique_ptr<Publisher>>& publishers() const { return pubs_; }
   const std::vector<std::unique_ptr<Subscriber>>& subscribers() const { return subs_; }
+  const std::vector<std::unique_ptr<Conn>>& others() const { return others_; }
   const Histogram& ack_latency() const { return ack_; }
   const Histogram& e2e_latency() const { return e2e_; }
 
@@ -77,7 +81,7 @@ class Worker {
   uv_loop_t loop_{};
   uv_async_t wake_{};
   uv_timer_t tick_{};   // 1 s: keep alive
-  uv_timer_t pace_{};   // 1 ms: paced publishers (--rate)
+  uv_timer_t pace_{};   // 1 ms: paced publishers (--rate), and OnTick of the other clients
   uv_timer_t force_{};  // close phase: force-closes what did not close in time
   uv_idle_t idle_{};    // QoS 0 as fast as possible: the next batch once the socket took the last
   std::mutex wake_mu_;
@@ -88,7 +92,8 @@ class Worker {
 
   std::vector<std::unique_ptr<Publisher>> pubs_;
   std::vector<std::unique_ptr<Subscriber>> subs_;
-  std::vector<Conn*> order_;  // connect order: subscribers first
+  std::vector<std::unique_ptr<Conn>> others_;
+  std::vector<Conn*> order_;  // connect order: subscribers first, then other clients, then publishers
   size_t next_start_ = 0;
   size_t connecting_ = 0;
   size_t closed_ = 0;
