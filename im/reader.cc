@@ -18,6 +18,10 @@ constexpr uint32_t kDefaultConvs = 50, kMaxConvs = 200;
 constexpr uint32_t kDefaultPage = 50, kMaxPage = 200;
 constexpr uint64_t kMaxRange = 200;
 constexpr int kMaxPresenceUsers = 100;
+// Answers stay well under the broker's default maximum packet size (1 MiB): a page or a sync stops growing
+// past these many bytes and says has_more instead.
+constexpr size_t kPageBudgetBytes = 256 * 1024;
+constexpr size_t kSyncBudgetBytes = 512 * 1024;
 
 uint32_t Clamp(uint32_t v, uint32_t def, uint32_t max) { return v == 0 ? def : std::min(v, max); }
 
@@ -107,10 +111,11 @@ void Reader::Entries(const storage::Snapshot* snap, const std::string& conv, uin
   o.upper_bound = MessageKey(conv, hi + 1);
   auto it = ctx_.store->NewIterator(ctx_.fam(Fam::kMessages), o);
   std::vector<v1::Message> got;
+  size_t bytes = 0;
   for (backward ? it->SeekToLast() : it->SeekToFirst(); it->Valid(); backward ? it->Prev() : it->Next()) {
     uint64_t seq;
     if (!DecodeMessageSeq(it->key(), &seq) || skip.count(seq)) continue;
-    if (got.size() == limit) {
+    if (got.size() == limit || bytes >= kPageBudgetBytes) {
       *more = true;
       break;
     }
@@ -120,6 +125,7 @@ void Reader::Entries(const storage::Snapshot* snap, const std::string& conv, uin
       return;
     }
     if (!with_versions) m.mutable_msg()->clear_versions();
+    bytes += m.msg().ByteSizeLong();
     got.push_back(std::move(*m.mutable_msg()));
   }
   if (!it->status().ok()) *err = it->status();
@@ -236,7 +242,16 @@ void Reader::Sync(const Origin& from, const std::string& req_id, const v1::SyncR
     out->set_has_more(true);
     next_cursor = order.back().first;
   }
+  size_t bytes = 0;
   for (size_t i = 0; i < order.size(); ++i) {
+    if (bytes > kSyncBudgetBytes) {
+      if (!full) {  // the rest in the next sync, from the last conversation returned
+        out->set_has_more(true);
+        next_cursor = order[i - 1].first;
+        break;
+      }
+      with_messages_from = order.size();  // full: every summary still, but no more messages
+    }
     const std::string& id = order[i].second;
     v1::ConvSync* cs = out->add_convs();
     auto it = mine.find(id);
@@ -273,6 +288,7 @@ void Reader::Sync(const Origin& from, const std::string& req_id, const v1::SyncR
     }
     if (!err.ok()) return AnswerStorageError(from, req_id, err);
     cs->set_has_more(more);
+    bytes += cs->ByteSizeLong();
   }
   uint64_t total_unread = 0, total_mentions = 0;
   for (const auto& [id, m] : mine) {
@@ -362,6 +378,7 @@ void Reader::Range(const Origin& from, const std::string& req_id, const v1::Rang
     Entries(snap.get(), req.conv_id(), lo, hi, kMaxRange, false, hidden, req.with_versions(), out->mutable_messages(),
             &more, &err);
   if (!err.ok()) return AnswerStorageError(from, req_id, err);
+  out->set_has_more(more);  // cut by the size budget: ask again from the seq after the last one returned
   ctx_.Respond(from, resp);
 }
 

@@ -40,7 +40,8 @@ class Reader {
   // Seqs in [lo, hi] that `user` deleted for themselves.
   std::set<uint64_t> Hidden(const storage::Snapshot* snap, const std::string& user, const std::string& conv,
                             uint64_t lo, uint64_t hi, uint64_t since_stamp, storage::Status* err);
-  // Up to `limit` entries of `conv` with seq in [lo, hi], not in `skip`, newest first when `backward`.
+  // Up to `limit` entries of `conv` with seq in [lo, hi], not in `skip`, newest first when `backward`, and
+  // no more than kPageBudgetBytes of them (at least one): an answer must fit the client's maximum packet size.
   // `more`: entries remain past the last one returned, within [lo, hi]. Results in ascending seq order.
   void Entries(const storage::Snapshot* snap, const std::string& conv, uint64_t lo, uint64_t hi, size_t limit,
                bool backward, const std::set<uint64_t>& skip, bool with_versions,

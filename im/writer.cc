@@ -23,6 +23,9 @@ Status Writer::Start() {
     std::string_view in = *v.value();
     if (!storage::GetU64(&in, &last_stamp_)) return Status::Error("im.meta: undecodable stamp");
   }
+  // Nothing is in flight yet: everything up to now is committed. (A cursor handed out before a restart
+  // whose clock went backwards is then ahead of this; the reader answers such a cursor with a full sync.)
+  last_stamp_ = std::max(last_stamp_, StampFromMillis(ctx_.clock.UnixMillis()));
   ctx_.committed_stamp.store(last_stamp_);
   return Status::Ok();
 }
@@ -154,7 +157,9 @@ void Writer::Commit(ConvState* c, WriteBatch b, std::vector<std::pair<uint64_t, 
     seqs.push_back(seq);
   }
   if (c) ++c->inflight;
+  ++inflight_;
   auto on_strand = [this, conv_id, seqs, then = std::move(then)](const storage::Status& s) {
+    --inflight_;
     for (uint64_t seq : seqs) {
       auto it = pending_entries_.find({conv_id, seq});
       if (it != pending_entries_.end() && --it->second.second == 0) pending_entries_.erase(it);

@@ -125,6 +125,7 @@ class Writer {
   Context& ctx_;
   TaskQueue& strand_;
   uint64_t last_stamp_ = 0;
+  int inflight_ = 0;  // batches submitted and not yet back
   Stats stats_;
 
   std::unordered_map<std::string, std::unique_ptr<ConvState>> convs_;

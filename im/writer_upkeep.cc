@@ -119,6 +119,15 @@ void Writer::AnnouncePresence(const std::string& user, bool online, int64_t last
 
 void Writer::Tick() {
   const SteadyTime now = ctx_.clock.Now();
+  // With nothing in flight every stamp allocated so far is committed, and every later one will be larger:
+  // move the watermark up to now, so a sync on a quiet server hands out a current cursor (an old one would
+  // fall behind inbox_retention and force full syncs).
+  if (inflight_ == 0) {
+    const uint64_t stamp = NextStamp();
+    uint64_t prev = ctx_.committed_stamp.load();
+    while (prev < stamp && !ctx_.committed_stamp.compare_exchange_weak(prev, stamp)) {
+    }
+  }
   for (auto it = going_offline_.begin(); it != going_offline_.end();) {
     if (it->second > now) {
       ++it;

@@ -130,7 +130,9 @@ class Device:
         """Vanish without DISCONNECT (like a phone losing its link)."""
         if self.client:
             self.client.loop_stop()
-            self.client.socket().close()
+            sock = self.client.socket()
+            if sock is not None:  # None when the broker already went away
+                sock.close()
             self.client = None
 
     def _on_subscribe(self, client, userdata, mid, codes, properties=None):

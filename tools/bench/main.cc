@@ -2,6 +2,7 @@
 // every run is bounded by --duration (and --count) and stops by itself. See tools/README.md.
 #include <CLI/CLI.hpp>
 
+#include <algorithm>
 #include <csignal>
 #include <cstdio>
 #include <string>
@@ -16,21 +17,13 @@ using parley::bench::Options;
 
 void OnSignal(int) { parley::bench::g_interrupts.fetch_add(1); }
 
-void AddCommon(CLI::App* sc, Options& o) {
+// Options every scenario has.
+void AddShared(CLI::App* sc, Options& o) {
   // The last occurrence wins, so scripts can append overrides to a fixed command line.
   sc->option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
   sc->add_option("--host", o.host, "broker address (the only host connected to)")->capture_default_str();
   sc->add_option("--port", o.port, "broker port")->capture_default_str();
-  sc->add_option("--qos", o.qos, "publish and subscribe QoS")->check(CLI::Range(0, 2))->capture_default_str();
-  sc->add_option("--payload", o.payload, "payload bytes (>= 24: publisher, sequence, send time)")->capture_default_str();
-  sc->add_option("--duration", o.duration, "seconds of publishing, at most")->capture_default_str();
-  sc->add_option("--count", o.count, "messages to publish in all, split among publishers (0 = no limit)")
-      ->capture_default_str();
   sc->add_option("--mqtt-version", o.mqtt_version, "3 (= 3.1.1) or 5")->check(CLI::IsMember({3, 5}))
-      ->capture_default_str();
-  sc->add_option("--inflight", o.inflight, "per-publisher window of unacknowledged QoS 1/2 messages")
-      ->check(CLI::Range(1, 65535))->capture_default_str();
-  sc->add_option("--rate", o.rate, "messages/s over all publishers, each sending on a timer (0 = as fast as possible)")
       ->capture_default_str();
   sc->add_option("--threads", o.threads, "event loops (threads); clients are spread over them")->capture_default_str();
   sc->add_option("--grace", o.grace, "seconds after publishing stops for outstanding acks and deliveries")
@@ -42,13 +35,36 @@ void AddCommon(CLI::App* sc, Options& o) {
   sc->add_flag("--json", o.json, "print one JSON object instead of the text report");
 }
 
+// The MQTT scenarios' options.
+void AddCommon(CLI::App* sc, Options& o) {
+  AddShared(sc, o);
+  sc->add_option("--qos", o.qos, "publish and subscribe QoS")->check(CLI::Range(0, 2))->capture_default_str();
+  sc->add_option("--payload", o.payload, "payload bytes (>= 24: publisher, sequence, send time)")->capture_default_str();
+  sc->add_option("--duration", o.duration, "seconds of publishing, at most")->capture_default_str();
+  sc->add_option("--count", o.count, "messages to publish in all, split among publishers (0 = no limit)")
+      ->capture_default_str();
+  sc->add_option("--inflight", o.inflight, "per-publisher window of unacknowledged QoS 1/2 messages")
+      ->check(CLI::Range(1, 65535))->capture_default_str();
+  sc->add_option("--rate", o.rate, "messages/s over all publishers, each sending on a timer (0 = as fast as possible)")
+      ->capture_default_str();
+}
+
+// The IM scenarios' options (requests are QoS 1 PUBLISHes; devices subscribe to their topic at QoS 1).
+void AddIm(CLI::App* sc, Options& o) {
+  AddShared(sc, o);
+  sc->add_option("--payload", o.payload, "bytes of text per message (>= 24: send time, then filler)")
+      ->capture_default_str();
+  sc->add_option("--inflight", o.inflight, "per-sender window of sends not yet answered with an Ack")
+      ->check(CLI::Range(1, 65535))->capture_default_str();
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{"parley-bench: MQTT 3.1.1/5.0 load generator. Every run stops by itself (--duration, --count)."};
   app.require_subcommand(1, 1);
 
-  std::vector<Options> opts(4);
+  std::vector<Options> opts(7);
   opts[0].scenario = "durable";
   opts[0].publishers = 4;
   opts[0].subscribers = 1;
@@ -64,8 +80,7 @@ int main(int argc, char** argv) {
   opts[1].publishers = opts[1].subscribers = 10;
   CLI::App* p2p = app.add_subcommand("p2p", "N publisher/subscriber pairs, each on its own topic");
   AddCommon(p2p, opts[1]);
-  uint32_t pairs = 10;
-  p2p->add_option("--pairs", pairs, "pairs")->check(CLI::Range(1, 50000))->capture_default_str();
+  p2p->add_option("--pairs", opts[1].pairs, "pairs")->check(CLI::Range(1, 50000))->capture_default_str();
 
   opts[2].scenario = "fanin";
   opts[2].publishers = 10;
@@ -83,6 +98,48 @@ int main(int argc, char** argv) {
   fanout->add_option("--subscribers", opts[3].subscribers, "subscribers")->check(CLI::Range(1, 100000))
       ->capture_default_str();
 
+  opts[4].scenario = "im-direct";
+  opts[4].pairs = 50;
+  CLI::App* im_direct = app.add_subcommand(
+      "im-direct", "IM: N user pairs, each in a direct conversation; one device of each sends text messages, "
+                   "the peer's device receives them");
+  AddIm(im_direct, opts[4]);
+  im_direct->add_option("--pairs", opts[4].pairs, "user pairs (direct conversations)")->check(CLI::Range(1, 25000))
+      ->capture_default_str();
+  im_direct->add_option("--duration", opts[4].duration, "seconds of sending, at most")->capture_default_str();
+  im_direct->add_option("--count", opts[4].count, "messages to send in all, split among senders (0 = no limit)")
+      ->capture_default_str();
+
+  opts[5].scenario = "im-group";
+  CLI::App* im_group = app.add_subcommand(
+      "im-group", "IM: one group of M members, K of them online with one device each; S of those send, every "
+                  "other online device receives (end-to-end window: --inflight messages not yet everywhere)");
+  AddIm(im_group, opts[5]);
+  im_group->add_option("--members", opts[5].members, "group members")->check(CLI::Range(2, 1000000))
+      ->capture_default_str();
+  im_group->add_option("--online", opts[5].online, "members with a device online (0 = all, at most 100)")
+      ->capture_default_str();
+  im_group->add_option("--senders", opts[5].senders, "online members that send")->check(CLI::Range(1, 100000))
+      ->capture_default_str();
+  im_group->add_option("--duration", opts[5].duration, "seconds of sending, at most")->capture_default_str();
+  im_group->add_option("--count", opts[5].count, "messages to send in all, split among senders (0 = no limit)")
+      ->capture_default_str();
+
+  opts[6].scenario = "im-sync";
+  opts[6].inflight = 64;
+  opts[6].duration = 120;
+  CLI::App* im_sync = app.add_subcommand(
+      "im-sync", "IM: preload B messages into a direct conversation with an offline user, then time that user's "
+                 "device from CONNECT to holding them all (sync from cursor 0, then history pages)");
+  AddIm(im_sync, opts[6]);
+  im_sync->add_option("--backlog", opts[6].backlog, "messages preloaded")->check(CLI::Range(1, 10000000))
+      ->capture_default_str();
+  im_sync->add_option("--page", opts[6].page, "messages per conversation in the sync, and per history page")
+      ->check(CLI::Range(1, 200))->capture_default_str();
+  im_sync->add_option("--duration", opts[6].duration, "seconds the preload may take, at most")->capture_default_str();
+  im_sync->add_option("--sync-timeout", opts[6].sync_timeout, "seconds the reader may take to be synced, at most")
+      ->capture_default_str();
+
   CLI11_PARSE(app, argc, argv);
 
   Options o;
@@ -90,7 +147,14 @@ int main(int argc, char** argv) {
   for (size_t i = 0; i < opts.size(); ++i) {
     if (opts[i].scenario == chosen->get_name()) o = opts[i];
   }
-  if (o.scenario == "p2p") o.publishers = o.subscribers = pairs;
+  if (o.scenario == "p2p") o.publishers = o.subscribers = o.pairs;
+  if (o.scenario == "im-direct") o.publishers = o.subscribers = o.pairs;
+  if (o.scenario == "im-group") {
+    if (o.online == 0) o.online = std::min<uint32_t>(o.members, 100);
+    o.publishers = o.senders;
+    o.subscribers = o.online;
+  }
+  if (o.scenario == "im-sync") o.publishers = o.subscribers = 1;
   if (std::string e = parley::bench::Validate(o); !e.empty()) {
     std::fprintf(stderr, "parley-bench: %s\n", e.c_str());
     return 1;
@@ -103,7 +167,8 @@ int main(int argc, char** argv) {
   sigaction(SIGINT, &sa, nullptr);
   sigaction(SIGTERM, &sa, nullptr);
 
-  auto result = parley::bench::RunScenario(o);
+  auto result = parley::bench::IsImScenario(o.scenario) ? parley::bench::RunImScenario(o)
+                                                         : parley::bench::RunScenario(o);
   if (!result.ok()) {
     std::fprintf(stderr, "parley-bench: error: %s\n", result.status().message().c_str());
     return 2;

@@ -39,9 +39,90 @@ nlohmann::ordered_json Latency(const Histogram& h) {
 
 std::string RateText(double rate) { return rate > 0 ? std::to_string(static_cast<long long>(rate)) + " msg/s" : "max"; }
 
+unsigned long long U(uint64_t v) { return static_cast<unsigned long long>(v); }
+
+void PrintBroker(const Report& r, std::FILE* out) {
+  const Options& o = r.opts;
+  if (r.has_broker) {
+    double cpu = r.broker_after.cpu_s - r.broker_before.cpu_s;
+    double per_m = r.acked > 0 ? cpu / static_cast<double>(r.acked) * 1e6 : 0;
+    std::fprintf(out, "  %-12s pid %d: %.2f CPU s (%.2f per million acked), RSS %.1f MB (before %.1f, peak %.1f)\n",
+                 "broker", o.broker_pid, cpu, per_m, r.broker_after.rss_mb, r.broker_before.rss_mb,
+                 r.broker_after.hwm_mb);
+  }
+  std::fprintf(out, "  %-12s %.2f CPU s\n", "bench", r.bench_cpu_s);
+  for (const std::string& w : r.warnings) std::fprintf(out, "  warning: %s\n", w.c_str());
+}
+
+void PrintMissing(const Report& r, std::FILE* out) {
+  if (r.missing_examples.empty()) return;
+  std::string ex;
+  for (const auto& m : r.missing_examples) {
+    ex += " " + m.subscriber + "<-sender" + std::to_string(m.publisher) + "#" + std::to_string(m.seq);
+  }
+  std::fprintf(out, "  %-12s first missing (receiving device <- sender # conversation seq):%s\n", "", ex.c_str());
+}
+
+void PrintImText(const Report& r, std::FILE* out) {
+  const Options& o = r.opts;
+  const Report::Im& im = *r.im;
+  const char* v = o.mqtt_version == 5 ? "5" : "3.1.1";
+  if (o.scenario == "im-sync") {
+    std::fprintf(out, "parley-bench im-sync -> %s:%u  MQTT %s, backlog %llu messages of %u B text in one direct "
+                 "conversation, preload window %u, pages of %u\n",
+                 o.host.c_str(), o.port, v, U(o.backlog), o.payload, r.window, o.page);
+    std::fprintf(out, "  %-12s %llu sent, %llu acked, %llu refused in %.2f s (%.0f acked/s; stop reason: %s)\n",
+                 "preload", U(r.sent), U(r.acked), U(r.rejected), im.preload_s, r.acked_per_s, r.stop_reason.c_str());
+    PrintLatency("ack latency", r.ack_latency, out);
+    std::fprintf(out, "  %-12s CONNECT -> SUBACK %.1f ms; sync -> all held %.1f ms; total %.1f ms  (%s: %llu of %llu "
+                 "messages)\n",
+                 "reader", im.connect_ms, im.sync_ms, im.connect_ms + im.sync_ms,
+                 im.synced ? "synced" : "NOT synced", U(r.delivered), U(im.backlog));
+    std::fprintf(out, "  %-12s %llu sync + %llu history = %llu\n", "requests", U(im.sync_requests),
+                 U(im.history_requests), U(im.sync_requests + im.history_requests));
+    PrintLatency("request", im.request_latency, out);
+    std::fprintf(out, "  %-12s %llu bytes read (%llu of them ServerFrame payloads), %llu entries, %llu duplicate\n",
+                 "received", U(im.bytes_received), U(im.payload_bytes), U(im.messages_received), U(r.duplicates));
+    std::fprintf(out, "  %-12s %llu acked messages missing after the sync\n", "lost", U(r.lost));
+    PrintMissing(r, out);
+    if (im.sync_broker_cpu_known) {
+      std::fprintf(out, "  %-12s %.3f broker CPU s during the sync alone\n", "sync cpu", im.sync_broker_cpu_s);
+    }
+    PrintBroker(r, out);
+    return;
+  }
+  if (o.scenario == "im-group") {
+    std::fprintf(out, "parley-bench im-group -> %s:%u  MQTT %s, 1 group of %u members, %u online devices, %u sender%s, "
+                 "window %u (end to end), %u B text, %u thread%s\n",
+                 o.host.c_str(), o.port, v, im.members, im.online, im.senders, im.senders == 1 ? "" : "s", r.window,
+                 o.payload, o.threads, o.threads == 1 ? "" : "s");
+  } else {
+    std::fprintf(out, "parley-bench im-direct -> %s:%u  MQTT %s, %u pairs in direct conversations, window %u sends, "
+                 "%u B text, %u thread%s\n",
+                 o.host.c_str(), o.port, v, o.pairs, r.window, o.payload, o.threads, o.threads == 1 ? "" : "s");
+  }
+  std::fprintf(out, "  %-12s setup %.2f s (%u conversation%s), sending %.2f s (stop reason: %s), drain %.2f s (%s)\n",
+               "time", r.setup_s, im.conversations, im.conversations == 1 ? "" : "s", r.publish_s,
+               r.stop_reason.c_str(), r.drain_s, r.drained ? "complete" : "incomplete");
+  std::fprintf(out, "  %-12s %llu sent, %llu acked, %llu refused, %llu unanswered   %.0f acked/s\n", "sends", U(r.sent),
+               U(r.acked), U(r.rejected), U(r.unacked), r.acked_per_s);
+  PrintLatency("ack latency", r.ack_latency, out);
+  std::fprintf(out, "  %-12s %llu of %llu owed, %llu duplicate, %llu reordered   %.0f delivered/s (%u receiving devices)\n",
+               "deliveries", U(r.delivered), U(r.expected), U(r.duplicates), U(r.reordered), r.delivered_per_s,
+               im.receivers);
+  PrintLatency("e2e latency", r.e2e_latency, out);
+  std::fprintf(out, "  %-12s %llu owed deliveries missing (%llu distinct messages)\n", "lost", U(r.lost),
+               U(r.lost_messages));
+  PrintMissing(r, out);
+  std::fprintf(out, "  %-12s %llu other events (conversation summaries, membership entries, presence)\n", "other",
+               U(im.other_events));
+  PrintBroker(r, out);
+}
+
 }  // namespace
 
 void PrintText(const Report& r, std::FILE* out) {
+  if (r.im) return PrintImText(r, out);
   const Options& o = r.opts;
   auto u = [](uint64_t v) { return static_cast<unsigned long long>(v); };
   std::fprintf(out, "parley-bench %s -> %s:%u  MQTT %s, QoS %d, %u B payload, %u publisher%s, %u subscriber%s, "
@@ -138,6 +219,45 @@ void PrintJson(const Report& r, std::FILE* out) {
     j["broker"] = nullptr;
   }
   j["bench_cpu_s"] = r.bench_cpu_s;
+  if (r.im) {
+    const Report::Im& im = *r.im;
+    nlohmann::ordered_json m;
+    m["senders"] = im.senders;
+    m["receivers"] = im.receivers;
+    m["conversations"] = im.conversations;
+    if (o.scenario == "im-direct") m["pairs"] = o.pairs;
+    if (o.scenario == "im-group") {
+      m["members"] = im.members;
+      m["online"] = im.online;
+    }
+    m["duplicate_acks"] = im.duplicate_acks;
+    m["refusals"] = im.refusals;
+    m["received_unacked"] = im.received_unacked;
+    m["other_events"] = im.other_events;
+    m["e2e_stalls"] = im.e2e_stalls;
+    if (o.scenario == "im-sync") {
+      m["backlog"] = im.backlog;
+      m["page"] = o.page;
+      m["preload_s"] = im.preload_s;
+      m["synced"] = im.synced;
+      m["connect_ms"] = im.connect_ms;
+      m["sync_ms"] = im.sync_ms;
+      m["total_ms"] = im.connect_ms + im.sync_ms;
+      m["sync_requests"] = im.sync_requests;
+      m["history_requests"] = im.history_requests;
+      m["requests"] = im.sync_requests + im.history_requests;
+      m["bytes_received"] = im.bytes_received;
+      m["payload_bytes"] = im.payload_bytes;
+      m["entries_received"] = im.messages_received;
+      m["request_latency"] = Latency(im.request_latency);
+      if (im.sync_broker_cpu_known) {
+        m["sync_broker_cpu_s"] = im.sync_broker_cpu_s;
+      } else {
+        m["sync_broker_cpu_s"] = nullptr;
+      }
+    }
+    j["im"] = m;
+  }
   j["warnings"] = r.warnings;
   std::fprintf(out, "%s\n", j.dump().c_str());
 }

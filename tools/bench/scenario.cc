@@ -135,6 +135,16 @@ std::string Validate(const Options& o) {
   if (o.grace < 0 || o.grace > 3600) return "--grace must be 0..3600";
   if (!(o.connect_timeout > 0)) return "--connect-timeout must be > 0";
   if (o.mqtt_version != 3 && o.mqtt_version != 5) return "--mqtt-version must be 3 or 5";
+  if (o.scenario == "im-group") {
+    if (o.members < 2) return "--members must be at least 2";
+    if (o.online < 1 || o.online > o.members) return "--online must be 1..--members";
+    if (o.senders < 1 || o.senders > o.online) return "--senders must be 1..--online";
+  }
+  if (o.scenario == "im-sync") {
+    if (o.backlog < 1) return "--backlog must be at least 1";
+    if (o.page < 1 || o.page > 200) return "--page must be 1..200";
+    if (!(o.sync_timeout > 0)) return "--sync-timeout must be > 0";
+  }
   return "";
 }
 
