@@ -48,6 +48,29 @@ std::optional<Format> FormatFromContentType(std::string_view ct) {
 
 namespace {
 
+// nlohmann's MsgPack reader recurses once per nested array or map, so hostile input (a megabyte of 0x91,
+// "array of one") would overflow the stack. This SAX handler builds the same document as from_msgpack but
+// refuses nesting deeper than any request has, which stops the reader before it recurses further.
+class DepthLimitedSax : public nlohmann::detail::json_sax_dom_parser<nlohmann::json> {
+ public:
+  static constexpr int kMaxDepth = 32;
+  explicit DepthLimitedSax(nlohmann::json& doc) : json_sax_dom_parser(doc, /*allow_exceptions=*/false) {}
+  bool start_object(std::size_t n) { return ++depth_ <= kMaxDepth && json_sax_dom_parser::start_object(n); }
+  bool start_array(std::size_t n) { return ++depth_ <= kMaxDepth && json_sax_dom_parser::start_array(n); }
+  bool end_object() {
+    --depth_;
+    return json_sax_dom_parser::end_object();
+  }
+  bool end_array() {
+    --depth_;
+    return json_sax_dom_parser::end_array();
+  }
+  bool too_deep() const { return depth_ > kMaxDepth; }
+
+ private:
+  int depth_ = 0;
+};
+
 Status FromJson(std::string_view json, google::protobuf::Message* out) {
   pbutil::JsonParseOptions opts;
   opts.ignore_unknown_fields = true;
@@ -76,10 +99,17 @@ Status Decode(std::string_view payload, Format format, google::protobuf::Message
     case Format::kJson:
       return FromJson(payload, out);
     case Format::kMsgPack: {
-      // nlohmann_json throws on malformed input; nothing escapes this function.
-      nlohmann::json doc = nlohmann::json::from_msgpack(payload.begin(), payload.end(), /*strict=*/true,
-                                                        /*allow_exceptions=*/false);
-      if (doc.is_discarded()) return Status::Error("invalid MsgPack request");
+      nlohmann::json doc;
+      DepthLimitedSax sax(doc);
+      bool ok = false;
+      try {
+        ok = nlohmann::json::sax_parse(payload.begin(), payload.end(), &sax, nlohmann::json::input_format_t::msgpack,
+                                       /*strict=*/true);
+      } catch (const std::exception&) {
+        ok = false;
+      }
+      if (sax.too_deep()) return Status::Error("invalid MsgPack request: nested too deeply");
+      if (!ok || sax.is_errored()) return Status::Error("invalid MsgPack request");
       std::string json;
       try {
         json = doc.dump(-1, ' ', false, nlohmann::json::error_handler_t::strict);

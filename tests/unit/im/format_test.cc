@@ -50,6 +50,14 @@ TEST_CASE("bad payloads are errors, never crashes") {
   CHECK_FALSE(Decode(R"({"send":{"replyTo":"-1"}})", Format::kJson, &out).ok());
 }
 
+TEST_CASE("deeply nested input is refused, not a stack overflow") {
+  v1::Request out;
+  CHECK_FALSE(Decode(std::string(1 << 20, '\x91'), Format::kMsgPack, &out).ok());  // [[[[...]]]]
+  CHECK_FALSE(Decode(std::string(1 << 20, '\x81'), Format::kMsgPack, &out).ok());  // {{{{...}}}}
+  CHECK_FALSE(Decode(std::string(1 << 20, '['), Format::kJson, &out).ok());
+  CHECK_FALSE(Decode(std::string(1 << 20, '\x0a'), Format::kProtobuf, &out).ok());
+}
+
 TEST_CASE("topics") {
   CHECK(ParseRequestTopic("$im/v1/req") == Format::kProtobuf);
   CHECK(ParseRequestTopic("$im/v1/req/json") == Format::kJson);
