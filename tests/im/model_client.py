@@ -253,10 +253,11 @@ class AppDevice(Device):
             if t in lc.recalls and not e.recalled:
                 _recall_content(e, lc.recalls[t])
             ed = lc.edits.get(t)
-            if ed and not e.recalled and e.version < ed[0]:
-                e.text = ed[1]
+            if ed and e.version < ed[0]:
                 e.version = ed[0]
                 e.edited = True
+                if not e.recalled:
+                    e.text = ed[1]
 
     # ---- events ----------------------------------------------------------------------------------------
     def process_events(self):

@@ -23,6 +23,7 @@ interleaving of concurrent sends and what a kill catches in flight are the machi
 import os
 import random
 import signal
+import tempfile
 import time
 import uuid
 from collections import Counter
@@ -648,8 +649,11 @@ class Run:
 
     # ---- the run ---------------------------------------------------------------------------------------
     def report(self):
-        head = "IM model test failed (IM_MODEL_SEED=%d IM_MODEL_ROUNDS=%d), %d finding(s):" % (
-            self.seed, self.rounds, len(self.errors))
+        path = os.path.join(tempfile.gettempdir(), "im-model-%d-%d.log" % (self.seed, os.getpid()))
+        with open(path, "w") as f:
+            f.write("\n".join(self.log + self.errors) + "\n")
+        head = "IM model test failed (IM_MODEL_SEED=%d IM_MODEL_ROUNDS=%d; every operation: %s), %d finding(s):" % (
+            self.seed, self.rounds, path, len(self.errors))
         errs = self.errors[:40] + (["... %d more" % (len(self.errors) - 40)] if len(self.errors) > 40 else [])
         return "\n".join([head] + ["  " + e for e in errs] + ["last operations:"] + ["  " + l for l in self.log[-40:]])
 
