@@ -25,9 +25,27 @@ void Context::PublishTo(std::string topic, std::string payload, Format f,
 void Context::Respond(const Origin& to, v1::Response& response) const {
   v1::ServerFrame frame;
   frame.mutable_response()->Swap(&response);
-  std::string payload = Encode(frame, to.format);
-  PublishTo(to.response_topic.empty() ? DeviceTopic(to.device, to.format) : to.response_topic, std::move(payload),
-            to.format, to.correlation, 1);
+  // The answer speaks the request's format, on that format's device topic — unless the device is known to
+  // listen only in other formats: then it comes in the first of those, where the device will see it.
+  Format f = to.format;
+  if (to.response_topic.empty()) {
+    std::lock_guard lock(online_mu_);
+    auto it = online_.find(to.user);
+    if (it != online_.end()) {
+      for (const OnlineDevice& d : it->second) {
+        if (d.client_id != to.device || d.formats == 0 || (d.formats & (1u << static_cast<int>(f)))) continue;
+        for (int i = 0; i < kFormatCount; ++i) {
+          if (d.formats & (1u << i)) {
+            f = static_cast<Format>(i);
+            break;
+          }
+        }
+      }
+    }
+  }
+  std::string payload = Encode(frame, f);
+  PublishTo(to.response_topic.empty() ? DeviceTopic(to.device, f) : to.response_topic, std::move(payload), f,
+            to.correlation, 1);
   if (to.done) to.done->Complete(0);
 }
 

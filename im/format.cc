@@ -71,10 +71,17 @@ class DepthLimitedSax : public nlohmann::detail::json_sax_dom_parser<nlohmann::j
   int depth_ = 0;
 };
 
+// Unknown fields are ignored (a newer client talking to an older server), but an unknown enum name is an
+// error: protobuf's ignore_unknown_fields would quietly read "MSG_FOO" as the enum's zero value.
 Status FromJson(std::string_view json, google::protobuf::Message* out) {
-  pbutil::JsonParseOptions opts;
-  opts.ignore_unknown_fields = true;
-  const auto st = pbutil::JsonStringToMessage(json, out, opts);
+  pbutil::JsonParseOptions strict;
+  auto st = pbutil::JsonStringToMessage(json, out, strict);
+  if (!st.ok() && st.message().find("Cannot find field") != std::string_view::npos) {
+    out->Clear();
+    pbutil::JsonParseOptions lenient;
+    lenient.ignore_unknown_fields = true;
+    st = pbutil::JsonStringToMessage(json, out, lenient);
+  }
   if (!st.ok()) return Status::Error("invalid JSON request: " + std::string(st.message()));
   return Status::Ok();
 }

@@ -120,7 +120,11 @@ broker::HookResult ImService::OnPublish(const broker::ClientIdentity& who, const
   const bool query = IsQuery(req->op_case());
   TaskQueue& q = query ? reader_queue_ : strand_;
   if (q.pending() > kMaxQueued) {
-    ctx_.RespondError(from, req->req_id(), v1::ERR_UNAVAILABLE, "server busy", 500);
+    if (req->op_case() == v1::Request::kTyping) {  // never answered: dropped like any ephemeral signal
+      if (from.done) from.done->Complete(0);
+    } else {
+      ctx_.RespondError(from, req->req_id(), v1::ERR_UNAVAILABLE, "server busy", 500);
+    }
     return broker::HookResult::kHandled;
   }
   if (query) {

@@ -282,11 +282,11 @@ void Writer::FillSummary(ConvState& c, const std::string& user, v1::Conversation
   FillConversation(out, c.id, c.rec, c.max_seq, c.count, me, user, peer, last ? &last->msg() : nullptr);
 }
 
-void Writer::PushSummary(ConvState& c, const std::string& user) {
+void Writer::PushSummary(ConvState& c, const std::string& user, std::string_view except_device) {
   v1::ServerFrame frame;
   FillSummary(c, user, frame.mutable_event()->mutable_conversation());
   std::string cache[kFormatCount];
-  ctx_.PushEvent(user, frame, "", cache);
+  ctx_.PushEvent(user, frame, except_device, cache);
 }
 
 // ---- dedup ----------------------------------------------------------------------------------------------
@@ -659,6 +659,7 @@ void Writer::Recall(const Reply& r, v1::RecallReq& req) {
 void Writer::DeleteForMe(const Reply& r, const v1::DeleteForMeReq& req) {
   if (req.seqs_size() == 0 || static_cast<size_t>(req.seqs_size()) > kMaxSeqsPerRequest)
     return ctx_.RespondError(r.origin, r.req_id, v1::ERR_BAD_REQUEST, "seqs must hold 1..100 entries");
+  if (RateLimited(r) || Overloaded(r)) return;
   ConvState* c = WritableConv(r, req.conv_id(), /*allow_dissolved=*/true);
   if (!c) return;
   st::MemberRecord& me = c->members.at(r.origin.user);
@@ -683,6 +684,11 @@ void Writer::DeleteForMe(const Reply& r, const v1::DeleteForMeReq& req) {
   PutMember(*c, r.origin.user, b);
   PutInbox(r.origin.user, c->id, stamp, b);
   const std::string user = r.origin.user;
+  if (hidden->seqs_size() == 0) {  // nothing of it is (visibly) there: nothing to write or announce
+    v1::Response resp;
+    resp.set_req_id(r.req_id);
+    return ctx_.Respond(r.origin, resp);
+  }
   Commit(c, std::move(b), {}, [this, r, frame, user](const storage::Status& s) {
     if (!s.ok()) return AnswerStorageError(r, s);
     v1::Response resp;
@@ -772,12 +778,20 @@ void Writer::MarkDelivered(const Reply& r, const v1::MarkDeliveredReq& req) {
   if (!c) return;
   st::MemberRecord& me = c->members.at(r.origin.user);
   const uint64_t seq = std::min(req.seq(), c->max_seq);
-  v1::Response resp;
-  resp.set_req_id(r.req_id);
+  auto answer = [this, &r](ConvState& c, const st::MemberRecord& m) {
+    v1::Response resp;
+    resp.set_req_id(r.req_id);
+    v1::ReadState* rs = resp.mutable_read();
+    rs->set_conv_id(c.id);
+    rs->set_read_seq(m.read_seq());
+    rs->set_recv_seq(m.recv_seq());
+    const UnreadCounts u = ComputeUnread(c.rec, c.count, m);
+    rs->set_unread(u.unread);
+    rs->set_mentions(u.mentions);
+    return resp;
+  };
   if (seq <= me.recv_seq()) {
-    resp.mutable_read()->set_conv_id(c->id);
-    resp.mutable_read()->set_read_seq(me.read_seq());
-    resp.mutable_read()->set_recv_seq(me.recv_seq());
+    v1::Response resp = answer(*c, me);
     return ctx_.Respond(r.origin, resp);
   }
   const uint64_t stamp = NextStamp();
@@ -789,9 +803,7 @@ void Writer::MarkDelivered(const Reply& r, const v1::MarkDeliveredReq& req) {
     for (const std::string& p : c->rec.peers())
       if (p != r.origin.user) peer = p;
   if (!peer.empty()) PutInbox(peer, c->id, stamp, b);
-  resp.mutable_read()->set_conv_id(c->id);
-  resp.mutable_read()->set_read_seq(me.read_seq());
-  resp.mutable_read()->set_recv_seq(seq);
+  v1::Response resp = answer(*c, me);
   const std::string conv_id = c->id;
   Commit(c, std::move(b), {}, [this, r, resp, peer, conv_id, seq](const storage::Status& s) mutable {
     if (!s.ok()) return AnswerStorageError(r, s);

@@ -96,7 +96,7 @@ class Writer {
   // `except_device`.
   void Deliver(const ConvState& c, const v1::Message& entry, std::string_view except_device,
                const std::vector<std::string>& extra = {});
-  void PushSummary(ConvState& c, const std::string& user);
+  void PushSummary(ConvState& c, const std::string& user, std::string_view except_device = {});
   void FillSummary(ConvState& c, const std::string& user, v1::Conversation* out);
 
   // ---- operations
@@ -121,6 +121,7 @@ class Writer {
   // ---- presence and sweeps
   void AnnouncePresence(const std::string& user, bool online, int64_t last_seen);
   void Sweep();
+  void SweepRetention(int64_t now_ms);
 
   Context& ctx_;
   TaskQueue& strand_;
@@ -151,6 +152,8 @@ class Writer {
   std::unordered_map<std::string, SteadyTime> going_offline_;  // user -> when offline is announced
   std::unordered_set<std::string> announced_online_;
   SteadyTime next_sweep_{};
+  std::string inbox_sweep_from_;      // where the next inbox trim starts (empty: the beginning)
+  std::string retention_sweep_from_;  // the conversation id the next retention pass starts at
 };
 
 }  // namespace parley::im

@@ -73,8 +73,7 @@ void Writer::OpenDirect(const Reply& r, const v1::OpenDirectReq& req) {
     resp.set_req_id(r.req_id);
     FillSummary(*c, r.origin.user, resp.mutable_conversation());
     ctx_.Respond(r.origin, resp);
-    for (const auto& [user, m] : c->members)
-      if (user != r.origin.user) PushSummary(*c, user);
+    for (const auto& [user, m] : c->members) PushSummary(*c, user, r.origin.device);
     Deliver(*c, entry, r.origin.device);
   });
 }
@@ -149,7 +148,7 @@ void Writer::CreateGroup(const Reply& r, v1::CreateGroupReq& req) {
     FillSummary(*c, r.origin.user, resp.mutable_conversation());
     ctx_.Respond(r.origin, resp);
     for (const auto& [user, m] : c->members)
-      if (ctx_.IsOnline(user)) PushSummary(*c, user);
+      if (ctx_.IsOnline(user)) PushSummary(*c, user, r.origin.device);
     Deliver(*c, entry, r.origin.device);
   });
 }

@@ -158,15 +158,18 @@ void Writer::Tick() {
 void Writer::Sweep() {
   const Options& o = ctx_.options;
   const int64_t now_ms = ctx_.clock.UnixMillis();
+  using std::chrono::duration_cast;
+  using std::chrono::milliseconds;
   WriteBatch b;
-  size_t visited = 0;
-  // Dedup rows past the window, oldest first, through their expiry index.
+  // Dedup rows past the window, oldest first, through their expiry index (always from its start: what is
+  // there is what has not expired yet, or the next batch of what has).
   {
-    const int64_t cutoff = now_ms - std::chrono::duration_cast<std::chrono::milliseconds>(o.dedup_window).count();
+    const int64_t cutoff = now_ms - duration_cast<milliseconds>(o.dedup_window).count();
     storage::IteratorOptions io;
     io.upper_bound = DedupTtlKey(cutoff, "", "");
     auto it = ctx_.store->NewIterator(ctx_.fam(Fam::kDedupTtl), io);
-    for (it->SeekToFirst(); it->Valid() && visited < kSweepBatch; it->Next(), ++visited) {
+    size_t n = 0;
+    for (it->SeekToFirst(); it->Valid() && n < kSweepBatch; it->Next(), ++n) {
       int64_t ts;
       std::string user, cmid;
       b.Delete(ctx_.fam(Fam::kDedupTtl), it->key());
@@ -177,65 +180,80 @@ void Writer::Sweep() {
         b.Delete(ctx_.fam(Fam::kDedup), DedupKey(user, cmid));
     }
   }
-  // Inbox pointers older than inbox_retention (a device that old gets a full sync instead).
+  // Inbox pointers older than inbox_retention (a device that old gets a full sync instead). Keyed by user, so
+  // each sweep goes on from where the last one stopped and wraps around.
   {
-    const uint64_t cutoff =
-        StampFromMillis(now_ms - std::chrono::duration_cast<std::chrono::milliseconds>(o.inbox_retention).count());
+    const uint64_t cutoff = StampFromMillis(now_ms - duration_cast<milliseconds>(o.inbox_retention).count());
     auto it = ctx_.store->NewIterator(ctx_.fam(Fam::kInbox));
-    for (it->SeekToFirst(); it->Valid() && visited < 2 * kSweepBatch; it->Next(), ++visited) {
+    size_t n = 0;
+    for (it->Seek(inbox_sweep_from_); it->Valid() && n < kSweepBatch; it->Next(), ++n) {
       uint64_t stamp;
       if (DecodeInboxStamp(it->key(), &stamp) && stamp < cutoff) b.Delete(ctx_.fam(Fam::kInbox), it->key());
     }
+    inbox_sweep_from_ = it->Valid() ? std::string(it->key()) : std::string();
   }
-  // Retention: per conversation, drop the oldest entries past max_count or older than max_age, always keeping
-  // the newest entry (it carries the stream's max seq and count).
-  if (o.retention_max_count || o.retention_max_age.count()) {
-    const int64_t cutoff =
-        now_ms - std::chrono::duration_cast<std::chrono::milliseconds>(o.retention_max_age).count();
-    std::vector<std::string> ids;
-    {
-      auto it = ctx_.store->NewIterator(ctx_.fam(Fam::kConvs));
-      for (it->SeekToFirst(); it->Valid() && ids.size() < kSweepBatch; it->Next()) {
-        std::string_view k = it->key();
-        std::string id;
-        if (storage::GetOrderedString(&k, &id)) ids.push_back(std::move(id));
+  if (b.Count() > 0) {
+    Commit(nullptr, std::move(b), {}, [](const storage::Status& s) {
+      if (!s.ok()) spdlog::warn("im: sweep not written: {}", s.ToString());
+    });
+  }
+  if (o.retention_max_count || o.retention_max_age.count()) SweepRetention(now_ms);
+}
+
+// Retention: per conversation, drop the oldest entries past max_count or older than max_age, always keeping
+// the newest entry (it carries the stream's max seq and count). kSweepBatch conversations per sweep, going on
+// from where the last one stopped; each conversation is its own batch, committed like any other write to it
+// (a failure marks it broken and it reloads).
+void Writer::SweepRetention(int64_t now_ms) {
+  const Options& o = ctx_.options;
+  const int64_t cutoff =
+      now_ms - std::chrono::duration_cast<std::chrono::milliseconds>(o.retention_max_age).count();
+  std::vector<std::string> ids;
+  {
+    auto it = ctx_.store->NewIterator(ctx_.fam(Fam::kConvs));
+    for (it->Seek(ConvKey(retention_sweep_from_)); it->Valid() && ids.size() < kSweepBatch; it->Next()) {
+      std::string_view k = it->key();
+      std::string id;
+      if (storage::GetOrderedString(&k, &id)) ids.push_back(std::move(id));
+    }
+    retention_sweep_from_ = it->Valid() && !ids.empty() ? ids.back() + '\0' : std::string();
+  }
+  for (const std::string& id : ids) {
+    storage::Status err;
+    ConvState* c = Conv(id, &err);
+    if (!c || c->broken || c->max_seq == 0) continue;
+    const uint64_t from = std::max<uint64_t>(c->rec.min_seq(), 1);
+    uint64_t floor = from;
+    if (o.retention_max_count && c->max_seq > o.retention_max_count)
+      floor = std::max(floor, c->max_seq - o.retention_max_count + 1);
+    if (o.retention_max_age.count()) {
+      storage::IteratorOptions io;
+      io.prefix = MessagesPrefix(id);
+      auto it = ctx_.store->NewIterator(ctx_.fam(Fam::kMessages), io);
+      size_t n = 0;
+      for (it->Seek(MessageKey(id, floor)); it->Valid() && n < kSweepBatch; it->Next(), ++n) {
+        st::StoredMessage m;
+        if (!m.ParseFromArray(it->value().data(), static_cast<int>(it->value().size())) ||
+            m.msg().server_ts() >= cutoff)
+          break;
+        floor = m.msg().seq() + 1;
       }
     }
-    for (const std::string& id : ids) {
-      storage::Status err;
-      ConvState* c = Conv(id, &err);
-      if (!c || c->broken || c->max_seq == 0) continue;
-      const uint64_t from = std::max<uint64_t>(c->rec.min_seq(), 1);
-      uint64_t floor = from;
-      if (o.retention_max_count && c->max_seq > o.retention_max_count)
-        floor = std::max(floor, c->max_seq - o.retention_max_count + 1);
-      if (o.retention_max_age.count()) {
-        storage::IteratorOptions io;
-        io.prefix = MessagesPrefix(id);
-        auto it = ctx_.store->NewIterator(ctx_.fam(Fam::kMessages), io);
-        size_t n = 0;
-        for (it->Seek(MessageKey(id, floor)); it->Valid() && n < kSweepBatch; it->Next(), ++n) {
-          st::StoredMessage m;
-          if (!m.ParseFromArray(it->value().data(), it->value().size()) || m.msg().server_ts() >= cutoff) break;
-          floor = m.msg().seq() + 1;
-        }
-      }
-      floor = std::min(floor, c->max_seq);
-      if (floor <= from) continue;
-      std::optional<st::StoredMessage> below = Entry(*c, floor - 1, &err);
-      if (!err.ok()) continue;
-      c->rec.set_min_seq(floor);
-      c->rec.set_min_count(below ? below->count_at() : c->rec.min_count());
-      auto* rec = c->rec.mutable_recalled();
-      rec->erase(std::remove_if(rec->begin(), rec->end(), [&](uint64_t s) { return s < floor; }), rec->end());
-      b.DeleteRange(ctx_.fam(Fam::kMessages), MessageKey(id, from), MessageKey(id, floor));
-      b.Put(ctx_.fam(Fam::kConvs), ConvKey(id), c->rec.SerializeAsString());
-    }
+    floor = std::min(floor, c->max_seq);
+    if (floor <= from) continue;
+    std::optional<st::StoredMessage> below = Entry(*c, floor - 1, &err);
+    if (!err.ok()) continue;
+    c->rec.set_min_seq(floor);
+    c->rec.set_min_count(below ? below->count_at() : c->rec.min_count());
+    auto* rec = c->rec.mutable_recalled();
+    rec->erase(std::remove_if(rec->begin(), rec->end(), [&](uint64_t s) { return s < floor; }), rec->end());
+    WriteBatch b;
+    b.DeleteRange(ctx_.fam(Fam::kMessages), MessageKey(id, from), MessageKey(id, floor));
+    b.Put(ctx_.fam(Fam::kConvs), ConvKey(id), c->rec.SerializeAsString());
+    Commit(c, std::move(b), {}, [id](const storage::Status& s) {
+      if (!s.ok()) spdlog::warn("im: retention of {} not written: {}", id, s.ToString());
+    });
   }
-  if (b.Count() == 0) return;
-  Commit(nullptr, std::move(b), {}, [](const storage::Status& s) {
-    if (!s.ok()) spdlog::warn("im: sweep not written: {}", s.ToString());
-  });
 }
 
 }  // namespace parley::im

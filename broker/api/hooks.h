@@ -46,7 +46,8 @@ class BrokerServices {
 enum class HookAccess : uint8_t {
   kNoOpinion,  // not my topic: the next plugin, then the broker's ACL decide
   kAllow,      // allowed; the broker's ACL is not consulted
-  kDeny,       // refused (PUBLISH: 0x87 / 3.1.1 disconnect; SUBSCRIBE: 0x80)
+  kDeny,       // refused (PUBLISH: 0x87; a 3.1.1 publisher, which has no reason codes, gets its ack and the
+               // message is dropped, as with the ACL file; SUBSCRIBE: 0x80)
 };
 
 enum class HookResult : uint8_t {

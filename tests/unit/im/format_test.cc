@@ -48,6 +48,10 @@ TEST_CASE("bad payloads are errors, never crashes") {
   CHECK_FALSE(Decode(std::string("\xc1", 1), Format::kMsgPack, &out).ok());  // 0xc1 is never valid MsgPack
   CHECK_FALSE(Decode(std::string("\x0a\xff\xff\xff\xff\x0f", 6), Format::kProtobuf, &out).ok());
   CHECK_FALSE(Decode(R"({"send":{"replyTo":"-1"}})", Format::kJson, &out).ok());
+  // An unknown enum name is a mistake, not a newer field: refused rather than read as the zero value.
+  CHECK_FALSE(Decode(R"({"send":{"type":"MSG_FOO"}})", Format::kJson, &out).ok());
+  CHECK(Decode(R"({"send":{"type":"MSG_CUSTOM","newField":{"x":1}}})", Format::kJson, &out).ok());
+  CHECK(out.send().type() == v1::MSG_CUSTOM);
 }
 
 TEST_CASE("deeply nested input is refused, not a stack overflow") {
