@@ -19,7 +19,8 @@ struct Options {
   uint32_t max_message_bytes = 64 * 1024;  // text + body + attachments of one message
   uint32_t max_mentions = 50;
   uint32_t max_versions = 20;  // edits kept per message; older versions are dropped
-  double send_rate = 50;       // sends, edits and recalls per second per user (token bucket) ...
+  double send_rate = 50;       // writes per second per user (token bucket): sends, edits, recalls, deletions,
+                               // conversation creations and group changes ...
   uint32_t send_burst = 200;   // ... with this bucket size
   std::chrono::milliseconds presence_grace{5000};   // offline is announced after this long without a device
   std::chrono::milliseconds typing_interval{2000};  // at most one typing event per user per conversation

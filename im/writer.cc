@@ -531,6 +531,7 @@ void Writer::Edit(const Reply& r, v1::EditReq& req) {
   t.set_version(t.version() + 1);
   t.set_edited_ts(now);
   target->set_stamp(stamp);
+  target->add_edit_seqs(c->max_seq + 1);  // the MSG_EDIT entry appended below
 
   WriteBatch b;
   b.Put(ctx_.fam(Fam::kMessages), MessageKey(c->id, t.seq()), target->SerializeAsString());
@@ -615,6 +616,22 @@ void Writer::Recall(const Reply& r, v1::RecallReq& req) {
   target->set_stamp(stamp);
   WriteBatch b;
   b.Put(ctx_.fam(Fam::kMessages), MessageKey(c->id, t.seq()), target->SerializeAsString());
+  // ...and from the MSG_EDIT entries that carried its later contents.
+  std::vector<std::pair<uint64_t, st::StoredMessage>> scrubbed;
+  for (uint64_t es : target->edit_seqs()) {
+    std::optional<st::StoredMessage> e = Entry(*c, es, &err);
+    if (!err.ok()) return AnswerStorageError(r, err);
+    if (!e || e->msg().target_seq() != t.seq()) continue;  // retention took it, or not ours
+    v1::Message& em = *e->mutable_msg();
+    em.clear_text();
+    em.clear_body();
+    em.clear_content_type();
+    em.set_recalled(true);
+    em.set_recalled_by(r.origin.user);
+    e->set_stamp(stamp);
+    b.Put(ctx_.fam(Fam::kMessages), MessageKey(c->id, es), e->SerializeAsString());
+    scrubbed.emplace_back(es, std::move(*e));
+  }
   auto* rec = c->rec.mutable_recalled();
   rec->Add(t.seq());
   std::sort(rec->begin(), rec->end());
@@ -639,7 +656,9 @@ void Writer::Recall(const Reply& r, v1::RecallReq& req) {
   }
   v1::Message entry = stored.msg();
   const uint64_t tseq = t.seq();
-  Commit(c, std::move(b), {{tseq, std::move(*target)}, {ack.seq(), std::move(stored)}},
+  scrubbed.emplace_back(tseq, std::move(*target));
+  scrubbed.emplace_back(ack.seq(), std::move(stored));
+  Commit(c, std::move(b), std::move(scrubbed),
          [this, r, ack, key, entry = std::move(entry)](const storage::Status& s) {
            if (!s.ok()) {
              AnswerStorageError(r, s);

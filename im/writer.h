@@ -119,6 +119,8 @@ class Writer {
   void PutDedup(const std::string& user, const std::string& cmid, const v1::Ack& ack, storage::WriteBatch& b);
 
   // ---- presence and sweeps
+  // `user`'s device `client_id` left (disconnected, or its client id was taken over by another user).
+  void DeviceGone(const std::string& user, const std::string& client_id);
   void AnnouncePresence(const std::string& user, bool online, int64_t last_seen);
   void Sweep();
   void SweepRetention(int64_t now_ms);
@@ -132,6 +134,8 @@ class Writer {
   std::unordered_map<std::string, std::unique_ptr<ConvState>> convs_;
   // Entries written by batches in flight: (conv, seq) -> (newest content, batches holding it).
   std::map<std::pair<std::string, uint64_t>, std::pair<st::StoredMessage, int>> pending_entries_;
+  // Conversations whose creation is in flight: repeated creations wait here to be answered once it is stored.
+  std::unordered_map<std::string, std::vector<Reply>> creating_;
   // Sends in flight by dedup key: later duplicates wait here for the first one's ack.
   std::unordered_map<std::string, std::vector<Reply>> pending_dedup_;
 

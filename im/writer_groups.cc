@@ -21,6 +21,10 @@ void Writer::OpenDirect(const Reply& r, const v1::OpenDirectReq& req) {
   ConvState* existing = Conv(id, &err);
   if (!err.ok()) return AnswerStorageError(r, err);
   if (existing) {
+    if (auto w = creating_.find(id); w != creating_.end()) {  // created by a batch still in flight
+      w->second.push_back(r);
+      return;
+    }
     if (existing->broken)
       return ctx_.RespondError(r.origin, r.req_id, v1::ERR_UNAVAILABLE, "conversation recovering", 1000);
     v1::Response resp;
@@ -64,15 +68,24 @@ void Writer::OpenDirect(const Reply& r, const v1::OpenDirectReq& req) {
     b.Put(ctx_.fam(Fam::kUserConvs), UserConvKey(p, id), uc.SerializeAsString());
   }
   v1::Message entry = stored.msg();
+  creating_.try_emplace(id);
   Commit(c, std::move(b), {{1, std::move(stored)}}, [this, r, id, entry](const storage::Status& s) {
-    if (!s.ok()) return AnswerStorageError(r, s);
-    storage::Status err;
-    ConvState* c = Conv(id, &err);
-    if (!c) return AnswerStorageError(r, err);
-    v1::Response resp;
-    resp.set_req_id(r.req_id);
-    FillSummary(*c, r.origin.user, resp.mutable_conversation());
-    ctx_.Respond(r.origin, resp);
+    std::vector<Reply> waiting = std::move(creating_[id]);
+    creating_.erase(id);
+    waiting.insert(waiting.begin(), r);
+    storage::Status err = s;
+    ConvState* c = s.ok() ? Conv(id, &err) : nullptr;
+    for (const Reply& w : waiting) {
+      if (!c) {
+        AnswerStorageError(w, err.ok() ? storage::Status::Io("conversation vanished") : err);
+        continue;
+      }
+      v1::Response resp;
+      resp.set_req_id(w.req_id);
+      FillSummary(*c, w.origin.user, resp.mutable_conversation());
+      ctx_.Respond(w.origin, resp);
+    }
+    if (!c) return;
     for (const auto& [user, m] : c->members) PushSummary(*c, user, r.origin.device);
     Deliver(*c, entry, r.origin.device);
   });
@@ -93,6 +106,10 @@ void Writer::CreateGroup(const Reply& r, v1::CreateGroupReq& req) {
   const std::string id = req.client_msg_id().empty() ? RandomGroupId() : GroupIdFor(r.origin.user, req.client_msg_id());
   storage::Status err;
   if (ConvState* existing = Conv(id, &err)) {  // the same creation again (idempotent by client_msg_id)
+    if (auto w = creating_.find(id); w != creating_.end()) {  // still in flight: answer once it is stored
+      w->second.push_back(r);
+      return;
+    }
     v1::Response resp;
     resp.set_req_id(r.req_id);
     FillSummary(*existing, r.origin.user, resp.mutable_conversation());
@@ -138,15 +155,24 @@ void Writer::CreateGroup(const Reply& r, v1::CreateGroupReq& req) {
     b.Put(ctx_.fam(Fam::kUserConvs), UserConvKey(u, id), ucv);
   }
   v1::Message entry = stored.msg();
+  creating_.try_emplace(id);
   Commit(c, std::move(b), {{1, std::move(stored)}}, [this, r, id, entry](const storage::Status& s) {
-    if (!s.ok()) return AnswerStorageError(r, s);
-    storage::Status err;
-    ConvState* c = Conv(id, &err);
-    if (!c) return AnswerStorageError(r, err);
-    v1::Response resp;
-    resp.set_req_id(r.req_id);
-    FillSummary(*c, r.origin.user, resp.mutable_conversation());
-    ctx_.Respond(r.origin, resp);
+    std::vector<Reply> waiting = std::move(creating_[id]);
+    creating_.erase(id);
+    waiting.insert(waiting.begin(), r);
+    storage::Status err = s;
+    ConvState* c = s.ok() ? Conv(id, &err) : nullptr;
+    for (const Reply& w : waiting) {
+      if (!c) {
+        AnswerStorageError(w, err.ok() ? storage::Status::Io("conversation vanished") : err);
+        continue;
+      }
+      v1::Response resp;
+      resp.set_req_id(w.req_id);
+      FillSummary(*c, w.origin.user, resp.mutable_conversation());
+      ctx_.Respond(w.origin, resp);
+    }
+    if (!c) return;
     for (const auto& [user, m] : c->members)
       if (ctx_.IsOnline(user)) PushSummary(*c, user, r.origin.device);
     Deliver(*c, entry, r.origin.device);

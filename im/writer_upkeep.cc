@@ -38,8 +38,13 @@ void Writer::Typing(const Origin& from, const v1::TypingReq& req) {
 void Writer::DeviceConnected(const std::string& user, const std::string& client_id) {
   auto [it, fresh] = devices_.try_emplace(client_id);
   Device& d = it->second;
-  if (fresh || d.user != user) {
-    d.formats = 0;
+  if (!fresh && d.user != user) {
+    // Another user takes the client id over (the broker kicks the old connection; its disconnect may be
+    // reported after this): the old user's device is gone now, and nothing of theirs may reach the new one.
+    if (d.connections > 0) DeviceGone(d.user, client_id);
+    d = Device{};
+  }
+  if (d.user.empty()) {
     auto v = ctx_.store->Get(ctx_.fam(Fam::kDevices), client_id);
     st::DeviceRecord rec;
     if (v.ok() && v.value() && rec.ParseFromString(*v.value()) && rec.user() == user) d.formats = rec.formats();
@@ -54,7 +59,14 @@ void Writer::DeviceConnected(const std::string& user, const std::string& client_
 
 void Writer::DeviceDisconnected(const std::string& user, const std::string& client_id) {
   auto it = devices_.find(client_id);
-  if (it == devices_.end() || it->second.connections == 0 || --it->second.connections > 0) return;
+  // A different user: the connection of a user whose client id was taken over (already handled).
+  if (it == devices_.end() || it->second.user != user || it->second.connections == 0 ||
+      --it->second.connections > 0)
+    return;
+  DeviceGone(user, client_id);
+}
+
+void Writer::DeviceGone(const std::string& user, const std::string& client_id) {
   ctx_.SetOffline(user, client_id);
   if (--online_count_[user] <= 0) {
     online_count_.erase(user);
@@ -64,7 +76,11 @@ void Writer::DeviceDisconnected(const std::string& user, const std::string& clie
 
 void Writer::Subscription(const std::string& user, const std::string& client_id, Format f, bool added) {
   Device& d = devices_[client_id];
-  d.user = user;
+  if (d.user != user) {
+    if (d.connections > 0) DeviceGone(d.user, client_id);
+    d = Device{};
+    d.user = user;
+  }
   const uint32_t before = d.formats;
   if (added) {
     d.formats |= 1u << static_cast<int>(f);
@@ -141,8 +157,10 @@ void Writer::Tick() {
     rec.set_last_seen(ts);
     WriteBatch b;
     b.Put(ctx_.fam(Fam::kUsers), user, rec.SerializeAsString());
-    Commit(nullptr, std::move(b), {}, [](const storage::Status&) {});
-    AnnouncePresence(user, false, ts);
+    // Announced once stored, so a presence query right after the event sees the same last_seen.
+    Commit(nullptr, std::move(b), {}, [this, user, ts](const storage::Status&) {
+      if (!announced_online_.count(user)) AnnouncePresence(user, false, ts);
+    });
   }
   // Typing throttle entries older than the interval carry no information.
   if (typing_last_.size() > 10'000) {

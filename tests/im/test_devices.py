@@ -155,3 +155,45 @@ def test_v311_device_gets_responses_on_its_device_topic(make_broker):
         conv_id=resp.conversation.conv_id)), qos=0)
     assert a1.wait_response(rid).conversation.conv_id == resp.conversation.conv_id
     a1.close()
+
+
+def test_one_direct_conversation_per_pair_from_any_side_and_device(make_broker):
+    b = make_broker()
+    a1, a2, b1, b2 = _four(b)
+    ids = {a1.open_direct("bob").conv_id, b2.open_direct("alice").conv_id, a2.open_direct("bob").conv_id,
+           b1.open_direct("alice").conv_id}
+    assert len(ids) == 1
+    conv = ids.pop()
+    assert a2.history(conv).max_seq == 1  # created once
+    assert b1.get_conversation(conv).peers == ["alice"] and a1.get_conversation(conv).peers == ["bob"]
+    for d in (a1, a2, b1, b2):
+        d.close()
+
+
+def test_live_events_arrive_in_seq_order_without_holes(make_broker):
+    """Two senders at once (pipelined requests): every other device sees one ordered stream."""
+    b = make_broker()
+    a1, a2, b1, b2 = _four(b)
+    conv = a1.create_group("busy", ["bob"]).conv_id
+    for d in (a2, b1, b2):
+        d.wait_message(conv, 1)
+    for d in (a1, a2, b1, b2):
+        d.take_events()
+    rids = []
+    for i in range(40):
+        rids.append((a1, a1.request_async(send=pb.SendReq(conv_id=conv, client_msg_id="a%d" % i, text="a%d" % i))))
+        rids.append((b1, b1.request_async(send=pb.SendReq(conv_id=conv, client_msg_id="b%d" % i, text="b%d" % i))))
+    seqs = sorted(d.wait_response(r).ack.seq for d, r in rids)
+    assert seqs == list(range(2, 82))
+    for d in (a2, b2):
+        d.wait_message(conv, 81)
+        got = [e.message.seq for e in d.events if e.HasField("message") and e.message.conv_id == conv]
+        got.append(81)
+        assert got == list(range(2, 82)), d.device
+    # Each sender's own order is kept too.
+    hist = [m for m in a2.history(conv, limit=200).messages if m.type == pb.MSG_TEXT]
+    for p in ("a", "b"):
+        mine = [int(m.text[1:]) for m in hist if m.text.startswith(p)]
+        assert mine == list(range(40))
+    for d in (a1, a2, b1, b2):
+        d.close()

@@ -215,3 +215,16 @@ def test_delete_for_me_hides_on_all_my_devices_only(make_broker):
     b1.expect_error(pb.ERR_BAD_REQUEST, delete_for_me=pb.DeleteForMeReq(conv_id=conv, seqs=list(range(1, 102))))
     for d in (a1, a2, b1, b2):
         d.close()
+
+
+def test_max_versions_keeps_the_newest_versions(make_broker):
+    b = make_broker(extra="[im]\nmax_versions = 2\n")
+    alice = Device(b.port, "alice", "alice-phone")
+    conv = alice.open_direct("bob").conv_id
+    s = alice.send(conv, "v0").seq
+    for i in range(1, 5):
+        alice.edit(conv, s, "v%d" % i)
+    m = _by_seq(alice, conv, with_versions=True)[s]
+    assert m.text == "v4" and m.version == 4
+    assert [(v.version, v.text) for v in m.versions] == [(2, "v2"), (3, "v3")]
+    alice.close()

@@ -1,6 +1,7 @@
 """Payload formats: JSON end to end with the mosquitto command-line clients (no Paho), MsgPack requests and
 device topics, the MQTT 5 Content Type overriding the request topic's format, and a device subscribed to two
 formats getting every event in both."""
+import base64
 import json
 import queue
 import subprocess
@@ -11,7 +12,7 @@ import msgpack
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from imclient import Device, decode, encode, pb
+from imclient import Device, decode, pb
 
 
 class Sub:
@@ -218,3 +219,30 @@ def test_persistent_session_keeps_its_formats(make_broker):
     assert [r.topic for r in bob.raw if b"kept" in r.payload] == ["$im/v1/d/bob-keep/json"]
     alice.close()
     bob.close()
+
+
+def test_binary_body_and_attachments_cross_formats(make_broker):
+    b = make_broker()
+    alice = Device(b.port, "alice", "alice-pb")
+    bob_json = Device(b.port, "bob", "bob-json", fmt="json")
+    bob_mp = Device(b.port, "bob", "bob-mp", fmt="msgpack")
+    conv = alice.open_direct("bob").conv_id
+    body = bytes(range(256))
+    ack = alice.request(send=pb.SendReq(
+        conv_id=conv, client_msg_id="bin", type=pb.MSG_CUSTOM, body=body, content_type="application/x-game",
+        attachments=[pb.Attachment(file_id="f1", name="ü.png", size=2 ** 40, sha256="ab" * 32)])).ack
+    for d in (bob_json, bob_mp):
+        m = d.wait_message(conv, ack.seq)
+        assert m.body == body and m.type == pb.MSG_CUSTOM and m.content_type == "application/x-game"
+        assert m.attachments[0].name == "ü.png" and m.attachments[0].size == 2 ** 40
+    raw = bob_json.wait_raw(lambda r: b"x-game" in r.payload)
+    doc = json.loads(raw.payload)["event"]["message"]
+    assert doc["attachments"][0]["size"] == str(2 ** 40) and doc["type"] == "MSG_CUSTOM"
+    # JSON sends binary as base64 and it arrives intact in protobuf.
+    bob_json.client.publish("$im/v1/req/json", json.dumps({"reqId": "jb", "send": {
+        "convId": conv, "clientMsgId": "jb", "type": "MSG_CUSTOM", "body": base64.b64encode(b"\x00\xffok").decode(),
+        "contentType": "x/y"}}), qos=1)
+    seq = bob_json.wait_response("jb").ack.seq
+    assert alice.wait_message(conv, seq).body == b"\x00\xffok"
+    for d in (alice, bob_json, bob_mp):
+        d.close()

@@ -303,3 +303,57 @@ def test_thousand_member_group(make_broker):
     assert off.mark_read(g, 2).unread == 0
     assert len(off.members(g).members) == 1000
     _close(boss, off, *online)
+
+
+def test_removed_then_added_again_starts_over(make_broker):
+    b = make_broker()
+    alice, carol = _devices(b, "alice", "carol")
+    g = alice.create_group("g", ["carol"]).conv_id
+    alice.send(g, "seen once")
+    alice.send(g, "unread before removal", mentions=["carol"])
+    carol.mark_read(g, 2)
+    alice.remove_members(g, ["carol"])
+    for i in range(3):
+        alice.send(g, "while she was out %d" % i)
+    rejoin = alice.add_members(g, ["carol"]).seq
+    last = alice.send(g, "welcome back", mentions=["carol"]).seq
+    c = carol.get_conversation(g)
+    assert c.member and c.min_seq == rejoin and c.unread == 1 and c.mentions == 1
+    h = carol.history(g)
+    assert [m.seq for m in h.messages] == [rejoin, last]
+    assert all("while she was out" not in m.text for m in h.messages)
+    s = carol.sync()
+    assert s.total_unread == 1 and s.total_mentions == 1
+    _close(alice, carol)
+
+
+def test_request_size_limit_on_membership_changes(make_broker):
+    b = make_broker()
+    alice, = _devices(b, "alice")
+    g = alice.create_group("g", ["bob"]).conv_id
+    alice.expect_error(pb.ERR_TOO_LARGE, add_members=pb.AddMembersReq(conv_id=g, users=["x%d" % i for i in range(1001)]))
+    alice.add_members(g, ["x%d" % i for i in range(1000)])
+    assert alice.get_conversation(g).member_count == 1002
+    alice.close()
+
+
+def test_added_to_a_large_group_finds_it_in_incremental_sync(make_broker):
+    b = make_broker(extra="[im]\ninbox_fanout_max = 3\n")
+    alice, dave = _devices(b, "alice", "dave")
+    g = alice.create_group("g", ["bob", "carol", "erin"]).conv_id  # 4 > 3: large from the start
+    cursor = dave.sync().cursor
+    dave.close()
+    alice.add_members(g, ["dave"])
+    alice.send(g, "hi dave")
+    dave = Device(b.port, "dave", "dave-phone")
+    s = dave.sync(cursor=cursor)
+    cs = [x for x in s.convs if x.conversation.conv_id == g]
+    assert len(cs) == 1 and cs[0].conversation.member and cs[0].conversation.unread == 1
+    assert cs[0].messages[-1].text == "hi dave"
+    # ... and when removed from it, hears of that too.
+    cursor = s.cursor
+    alice.remove_members(g, ["dave"])
+    s = dave.sync(cursor=cursor)
+    cs = [x for x in s.convs if x.conversation.conv_id == g]
+    assert len(cs) == 1 and not cs[0].conversation.member
+    _close(alice, dave)

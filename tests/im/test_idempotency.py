@@ -3,7 +3,7 @@ resend, a new MQTT session under another client id), identical acks, `duplicate`
 window from the configuration."""
 import time
 
-from helpers import CONNACK, PUBACK, PUBLISH, SUBACK, RawClient, mqtt_publish, mqtt_subscribe
+from helpers import PUBACK, PUBLISH, SUBACK, RawClient, mqtt_publish, mqtt_subscribe
 from imclient import Device, full_history, is_msg, pb
 
 
@@ -141,4 +141,32 @@ def test_dedup_window_expires(make_broker):
     # The new one is deduplicated from now on.
     assert _ack_key(alice.send(conv, "x", cmid="w-1")) == _ack_key(later)
     assert _texts(alice, conv) == [(first.seq, "first"), (later.seq, "first again")]
+    alice.close()
+
+
+def test_repeated_creations_are_answered_only_once_durable(make_broker):
+    """create_group with the same client_msg_id, or open_direct of an existing pair, while the first creation is
+    still being written: the answer must not come before the conversation is stored, so that whatever the client
+    does next (history, sync) finds it. A backlog of large sends keeps the first creation in flight a while."""
+    b = make_broker(extra="[im]\nsend_rate = 0\n")
+    alice = Device(b.port, "alice", "alice-phone")
+    filler = alice.open_direct("zed").conv_id
+    problems = []
+    for i in range(8):
+        backlog = [alice.request_async(send=pb.SendReq(conv_id=filler, client_msg_id="f%d-%d" % (i, j),
+                                                       text="x" * 60000)) for j in range(60)]
+        if i % 2 == 0:
+            op = dict(create_group=pb.CreateGroupReq(name="g", members=["bob"], client_msg_id="grp-%d" % i))
+        else:
+            op = dict(open_direct=pb.OpenDirectReq(peer="peer-%d" % i))
+        first = alice.request_async(**op)
+        again = alice.request_async(**op)
+        conv = alice.wait_response(again).conversation
+        h = alice.request(raise_error=False, history=pb.HistoryReq(conv_id=conv.conv_id))
+        if h.HasField("error"):
+            problems.append((list(op)[0], pb.ErrorCode.Name(h.error.code)))
+        assert alice.wait_response(first).conversation.conv_id == conv.conv_id
+        for r in backlog:
+            alice.wait_response(r)
+    assert problems == [], "answered before durable, then not found: %s" % problems
     alice.close()

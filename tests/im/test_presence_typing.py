@@ -3,7 +3,7 @@ a link that flaps within the grace period) and typing (QoS 0, throttled, small c
 stored)."""
 import time
 
-from imclient import Device, pb
+from imclient import Device, pb, wait_until
 
 
 def _presence(e, user=None):
@@ -34,9 +34,10 @@ def test_presence_online_and_offline_after_grace(make_broker):
     assert abs(ev.presence.last_seen / 1000 - time.time()) < 60  # a recent wall-clock time (ms)
     assert t_event - t_close >= 0.15, "offline announced before the grace period"
     assert t_event - t_close < 3
-    # Presence query agrees.
-    p = bob.presence(["alice"]).users[0]
-    assert not p.online and p.last_seen == ev.presence.last_seen
+    # Presence query agrees (the last_seen row is written as the event goes out: allow it a moment).
+    p = wait_until(lambda: (lambda p: p if p.last_seen == ev.presence.last_seen else None)(
+        bob.presence(["alice"]).users[0]), timeout=3, what="last_seen stored")
+    assert not p.online
     # Presence events are QoS 0 and not for oneself.
     assert all(r.qos == 0 for r in bob.raw if _is_presence_payload(r.payload))
     bob.no_event(lambda e: _presence(e, "bob"), timeout=0.1)
@@ -166,3 +167,21 @@ def test_typing_only_in_small_groups(make_broker):
         devs[u].no_event(lambda e: _typing(e, big), timeout=0.5)
     for d in devs.values():
         d.close()
+
+
+def test_last_seen_survives_a_restart(make_broker):
+    b = make_broker(extra='[im]\npresence_grace = "200ms"\n')
+    alice = Device(b.port, "alice", "alice-phone")
+    bob = Device(b.port, "bob", "bob-phone")
+    alice.open_direct("bob")
+    alice.close()
+    last_seen = bob.wait_event(lambda e: _presence(e, "alice") and not e.presence.online,
+                               timeout=5).presence.last_seen
+    assert last_seen > 0
+    bob.close()
+    b.stop()
+    b.start()
+    bob = Device(b.port, "bob", "bob-phone")
+    p = bob.presence(["alice"]).users
+    assert len(p) == 1 and not p[0].online and p[0].last_seen == last_seen
+    bob.close()

@@ -153,3 +153,27 @@ def test_group_membership_and_roles_survive_restart(make_broker):
     carol.expect_error(pb.ERR_NOT_MEMBER, send=pb.SendReq(conv_id=conv, client_msg_id="c", text="hi"))
     alice.close()
     carol.close()
+
+
+def test_sync_cursor_from_before_a_restart_stays_incremental(make_broker):
+    b = make_broker()
+    alice = Device(b.port, "alice", "alice-phone")
+    bob = Device(b.port, "bob", "bob-phone")
+    d1 = alice.open_direct("bob").conv_id
+    Device(b.port, "carol", "carol-phone").open_direct("bob")  # a second conversation that stays quiet
+    alice.send(d1, "before")
+    cursor = bob.sync().cursor
+    alice.drop()
+    bob.drop()
+    b.stop(signal.SIGKILL)
+    b.start()
+    alice = Device(b.port, "alice", "alice-phone")
+    bob = Device(b.port, "bob", "bob-phone")
+    assert len(bob.sync(cursor=cursor).convs) == 0  # nothing changed
+    ack = alice.send(d1, "after")
+    s = bob.sync(cursor=cursor)
+    assert not s.full and [c.conversation.conv_id for c in s.convs] == [d1]
+    assert s.convs[0].messages[-1].seq == ack.seq and s.total_unread == 2
+    assert s.cursor >= cursor
+    alice.close()
+    bob.close()

@@ -1,7 +1,5 @@
 """Retention: with retention_max_count (and max_age) the sweep drops the oldest entries of each conversation;
 min_seq moves up, the newest entry always stays, seq never goes back, unread counts stay consistent."""
-import time
-
 from imclient import Device, full_history, pb, wait_until
 
 RETAIN = '[im]\nretention_max_count = 5\nsweep_interval = "1s"\n'
@@ -107,4 +105,3 @@ def test_group_join_floor_and_retention_floor_together(make_broker):
     assert c.unread == _visible_unread(carol, g, "carol") == 5
     alice.close()
     carol.close()
-    time.sleep(0)  # keep the linter quiet about unused imports on some setups
