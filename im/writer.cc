@@ -604,9 +604,13 @@ void Writer::Recall(const Reply& r, v1::RecallReq& req) {
   }
 
   const uint64_t stamp = NextStamp();
-  // Recalled for everyone: the content goes, from history and from the kept versions alike.
+  // Recalled for everyone: the content goes, from history and from the kept versions alike, and so do the
+  // marks of its edits (a recalled message shows only that it was recalled).
   t.set_recalled(true);
   t.set_recalled_by(r.origin.user);
+  t.clear_edited();
+  t.clear_version();
+  t.clear_edited_ts();
   t.clear_text();
   t.clear_body();
   t.clear_content_type();
@@ -626,6 +630,8 @@ void Writer::Recall(const Reply& r, v1::RecallReq& req) {
     em.clear_text();
     em.clear_body();
     em.clear_content_type();
+    em.clear_version();
+    em.clear_edited_ts();
     em.set_recalled(true);
     em.set_recalled_by(r.origin.user);
     e->set_stamp(stamp);
@@ -693,7 +699,9 @@ void Writer::DeleteForMe(const Reply& r, const v1::DeleteForMeReq& req) {
     storage::Status err;
     std::optional<st::StoredMessage> e = Entry(*c, seq, &err);
     if (!err.ok()) return AnswerStorageError(r, err);
-    if (!e) continue;
+    // Only messages: edit, recall and membership entries carry changes that every device of the user must
+    // see (a device that missed the live event learns of a recall only through its entry).
+    if (!e || !(IsCountable(e->msg().type()) || e->msg().type() == v1::MSG_SYSTEM)) continue;
     b.Put(ctx_.fam(Fam::kHidden), HiddenKey(r.origin.user, c->id, seq), U64Value(stamp));
     hidden->add_seqs(seq);
     const bool counted = IsCountable(e->msg().type()) && e->msg().sender() != r.origin.user && seq > me.read_seq();

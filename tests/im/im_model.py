@@ -260,24 +260,31 @@ class Model:
     def recall(self, conv_id, user, device, cmid, target, seq):
         c = self.convs[conv_id]
         t = c.entries[target]
-        # Recalled for everyone: the content goes, from the message, its kept versions and the edit entries
-        # that carried its later contents.
+        # Recalled for everyone: the content goes, from the message, its kept versions and the MSG_EDIT entries
+        # that carried its later contents (those are marked recalled too).
         t.recalled = True
         t.recalled_by = user
         t.text = ""
         t.mentions = ()
         t.versions = []
+        t.edited = False  # and so do the marks of its edits
+        t.version = 0
         for e in c.entries.values():
-            if e.type == pb.MSG_EDIT and e.target_seq == target and False:
+            if e.type == pb.MSG_EDIT and e.target_seq == target:
                 e.text = ""
+                e.version = 0
+                e.recalled = True
+                e.recalled_by = user
         c.insert(Entry(seq, pb.MSG_RECALL, user, device, cmid, target_seq=target))
         self.remember_cmid(user, cmid, conv_id, seq)
 
     def delete_for_me(self, conv_id, user, seqs):
-        """Returns the seqs the server hides (and tells the user's other devices about)."""
+        """Returns the seqs the server hides (and tells the user's other devices about). Only messages can be
+        hidden: edit, recall and membership entries carry changes every device needs, and are left alone."""
         c = self.convs[conv_id]
         lo = c.visible_from(user)
-        took = sorted(s for s in set(seqs) if lo <= s <= c.max_seq and s in c.entries)
+        hideable = (pb.MSG_TEXT, pb.MSG_FILE, pb.MSG_CUSTOM, pb.MSG_SYSTEM)
+        took = sorted(s for s in set(seqs) if lo <= s <= c.max_seq and s in c.entries and c.entries[s].type in hideable)
         c.hidden.setdefault(user, set()).update(took)
         return took
 

@@ -10,9 +10,12 @@ Built on imclient.Device (used as is), adding:
 
 Merging rules (what an app must do because answers and events may cross): an entry's newer state wins
 (recalled beats not recalled, a higher version beats a lower one); edits and recalls seen as stream entries
-are applied to their target whenever both are present, whichever came first; a summary replaces the stored one
-unless it is older (lower max_seq or read_seq); a ReadState event applies only if it moves read_seq forward;
-membership follows the newest information by seq.
+are applied to their target whenever both are present, whichever came first (a recall also empties the
+MSG_EDIT entries of its target); a summary from an event replaces the stored one only if it is newer (a sync's
+always does: its snapshot is newer than every event processed before it was asked for); a ReadState event
+applies only if it moves read_seq forward; membership follows the newest information by seq. The app's own
+sends are shown from their acks, its own edits and recalls by fetching their entry (none is echoed to the
+device that made it).
 """
 import socket
 import threading
@@ -38,6 +41,9 @@ def _rank(m):
 def _recall_content(m, by):
     m.recalled = True
     m.recalled_by = by
+    m.edited = False
+    m.version = 0
+    m.edited_ts = 0
     m.text = ""
     m.body = b""
     m.content_type = ""
@@ -70,6 +76,7 @@ class AppDevice(Device):
         self.cursor = 0
         self.convs = {}
         self.totals = None  # (total_unread, total_mentions) of the newest sync
+        self.last_sync = []
         self.stats = Counter()
         self.anomalies = []  # protocol-level findings (unsorted pages, answers outside the asked range)
         self.lost_connection = threading.Event()
@@ -204,9 +211,11 @@ class AppDevice(Device):
         lc.hidden.add(seq)
         lc.entries.pop(seq, None)
 
-    def _take_summary(self, lc, conv, force=False):
+    def _take_summary(self, lc, conv):
+        """A summary from an event: taken only if it is newer than the stored one (a sync's always is)."""
         old = lc.summary
-        if force or old is None or (conv.max_seq >= old.max_seq and conv.read_seq >= old.read_seq):
+        if old is None or (conv.max_seq >= old.max_seq and conv.read_seq >= old.read_seq
+                           and (conv.max_seq, conv.read_seq) != (old.max_seq, old.read_seq)):
             lc.summary = _copy(conv)
 
     def merge(self, lc, m, live=False):
@@ -214,30 +223,34 @@ class AppDevice(Device):
         if not lc.member or m.seq < lc.floor:
             return
         if m.seq in lc.hidden:
-            return
-        old = lc.entries.get(m.seq)
-        if old is None:
-            cur = lc.entries[m.seq] = _copy(m)
-            self.stats["live_new" if live else "fetched_new"] += 1
+            # Not ours to show any more, but what it did to another entry (an edit, a recall) still holds.
+            cur = _copy(m)
         else:
-            self.stats["live_dup" if live else "fetched_dup"] += 1
-            if _rank(m) > _rank(old):
+            old = lc.entries.get(m.seq)
+            if old is None:
                 cur = lc.entries[m.seq] = _copy(m)
+                self.stats["live_new" if live else "fetched_new"] += 1
             else:
-                cur = old
+                self.stats["live_dup" if live else "fetched_dup"] += 1
+                if _rank(m) > _rank(old):
+                    cur = lc.entries[m.seq] = _copy(m)
+                else:
+                    cur = old
         # Edits and recalls: apply to the target, whichever of the two arrived first.
         if cur.type == pb.MSG_EDIT:
             t = cur.target_seq
-            if lc.edits.get(t, (-1, ""))[0] < cur.version:
+            if cur.recalled:  # a recall emptied this edit: its target is recalled
+                lc.recalls.setdefault(t, cur.recalled_by)
+            elif lc.edits.get(t, (-1, ""))[0] < cur.version:
                 lc.edits[t] = (cur.version, cur.text)
-            if t in lc.recalls and False:
-                cur.text = ""
+            if t in lc.recalls and not cur.recalled:
+                _recall_content(cur, lc.recalls[t])
         elif cur.type == pb.MSG_RECALL:
             t = cur.target_seq
             lc.recalls[t] = cur.sender
             for e in lc.entries.values():
-                if e.type == pb.MSG_EDIT and e.target_seq == t and False:
-                    e.text = ""
+                if e.type == pb.MSG_EDIT and e.target_seq == t and not e.recalled:
+                    _recall_content(e, cur.sender)
         elif cur.type == pb.MSG_MEMBERS:
             ch = cur.change
             if ch.kind in (pb.MemberChange.ADDED, pb.MemberChange.CREATED) and self.user in ch.users:
@@ -253,11 +266,10 @@ class AppDevice(Device):
             if t in lc.recalls and not e.recalled:
                 _recall_content(e, lc.recalls[t])
             ed = lc.edits.get(t)
-            if ed and e.version < ed[0]:
+            if ed and e.version < ed[0] and not e.recalled:  # a recalled message keeps no edit marks
                 e.version = ed[0]
                 e.edited = True
-                if not e.recalled:
-                    e.text = ed[1]
+                e.text = ed[1]
 
     # ---- events ----------------------------------------------------------------------------------------
     def process_events(self):
@@ -310,8 +322,10 @@ class AppDevice(Device):
         """Sync from the stored cursor while has_more. Returns how many conversation entries came back."""
         self.process_events()
         n = 0
+        self.last_sync = []  # [(conversation summaries, total_unread, total_mentions)] of each page
         for _ in range(limit):
             r = self.sync(cursor=self.cursor, per_conv=self.per_conv)
+            self.last_sync.append(([cs.conversation for cs in r.convs], r.total_unread, r.total_mentions))
             self.stats["syncs"] += 1
             if r.full:
                 self.stats["full_syncs"] += 1
@@ -356,23 +370,32 @@ class AppDevice(Device):
                 else:
                     spans.append([s, s])
             for a, b in spans:
-                try:
-                    r = self.range(cid, a, b)
-                except ImError as e:
-                    if e.code == pb.ERR_NOT_MEMBER:
-                        self._set_member(lc, False, lc.max_known())
-                        break
-                    raise
-                self.stats["ranges"] += 1
-                self._check_page("range", cid, r.messages, a, b)
-                got = set()
-                for m in r.messages:
-                    got.add(m.seq)
-                    self.merge(lc, m)
-                # No holes in the stream: what an explicit range leaves out is deleted for us.
-                for s in range(max(a, r.min_seq), min(b, r.max_seq) + 1):
-                    if s not in got:
-                        self._hide(lc, s)
+                while a <= b:
+                    try:
+                        r = self.range(cid, a, b)
+                    except ImError as e:
+                        if e.code == pb.ERR_NOT_MEMBER:
+                            self._set_member(lc, False, lc.max_known(), force=True)
+                            return self.fill_gaps()
+                        raise
+                    self.stats["ranges"] += 1
+                    self._check_page("range", cid, r.messages, a, b)
+                    got = set()
+                    for m in r.messages:
+                        got.add(m.seq)
+                        self.merge(lc, m)
+                    # No holes in the stream: what an explicit range leaves out is deleted for us (up to
+                    # where a range cut short by the size budget stopped).
+                    end = min(b, r.max_seq)
+                    if r.has_more:
+                        if not r.messages:
+                            self.anomalies.append("range %s %d..%d: has_more with no entries" % (cid, a, b))
+                            break
+                        end = r.messages[-1].seq
+                    for s in range(max(a, r.min_seq), end + 1):
+                        if s not in got:
+                            self._hide(lc, s)
+                    a = end + 1 if r.has_more else b + 1
 
     # ---- own operations --------------------------------------------------------------------------------
     def record_own_send(self, conv_id, ack, cmid, text, mentions, reply_to):
@@ -382,6 +405,15 @@ class AppDevice(Device):
                        client_msg_id=cmid, server_ts=ack.server_ts, type=pb.MSG_TEXT, text=text,
                        mentions=sorted(set(mentions)), reply_to=reply_to)
         self.merge(lc, m)
+
+    def record_own_change(self, conv_id, seq):
+        """After an own edit or recall (not echoed to this device): fetch its stream entry, which applies to
+        the target."""
+        r = self.range(conv_id, seq, seq)
+        self._check_page("range", conv_id, r.messages, seq, seq)
+        lc = self.conv(conv_id)
+        for m in r.messages:
+            self.merge(lc, m)
 
     def record_read(self, read):
         lc = self.convs.get(read.conv_id)
