@@ -289,6 +289,33 @@ void Writer::PushSummary(ConvState& c, const std::string& user, std::string_view
   ctx_.PushEvent(user, frame, except_device, cache);
 }
 
+v1::Ack Writer::AckFor(const st::StoredMessage& stored) {
+  v1::Ack ack;
+  ack.set_conv_id(stored.msg().conv_id());
+  ack.set_seq(stored.msg().seq());
+  ack.set_server_ts(stored.msg().server_ts());
+  ack.set_msg_id(stored.msg().msg_id());
+  return ack;
+}
+
+Writer::Then Writer::AckThenDeliver(const Reply& r, const v1::Ack& ack, const std::string& dedup_key,
+                                    v1::Message entry) {
+  return [this, r, ack, dedup_key, entry = std::move(entry)](const storage::Status& s) {
+    if (!s.ok()) {
+      AnswerStorageError(r, s);
+      if (!dedup_key.empty()) FinishDedup(dedup_key, nullptr, &s);
+      return;
+    }
+    v1::Response resp;
+    resp.set_req_id(r.req_id);
+    *resp.mutable_ack() = ack;
+    ctx_.Respond(r.origin, resp);
+    if (!dedup_key.empty()) FinishDedup(dedup_key, &ack, nullptr);
+    storage::Status err;
+    if (ConvState* c = Conv(ack.conv_id(), &err)) Deliver(*c, entry, r.origin.device);
+  };
+}
+
 // ---- dedup ----------------------------------------------------------------------------------------------
 
 bool Writer::Deduplicated(const Reply& r, const std::string& cmid) {
@@ -353,6 +380,18 @@ void Writer::FinishDedup(const std::string& key, const v1::Ack* ack, const stora
 
 // ---- requests -------------------------------------------------------------------------------------------
 
+namespace {
+
+v1::MemberChange Change(v1::MemberChange::Kind kind,
+                        const google::protobuf::RepeatedPtrField<std::string>& users = {}) {
+  v1::MemberChange ch;
+  ch.set_kind(kind);
+  *ch.mutable_users() = users;
+  return ch;
+}
+
+}  // namespace
+
 void Writer::Handle(const Origin& from, v1::Request& req) {
   const Reply r{from, req.req_id()};
   switch (req.op_case()) {
@@ -365,37 +404,19 @@ void Writer::Handle(const Origin& from, v1::Request& req) {
     case v1::Request::kOpenDirect: return OpenDirect(r, req.open_direct());
     case v1::Request::kCreateGroup: return CreateGroup(r, *req.mutable_create_group());
     case v1::Request::kRenameGroup: {
-      v1::MemberChange ch;
-      ch.set_kind(v1::MemberChange::RENAMED);
+      v1::MemberChange ch = Change(v1::MemberChange::RENAMED);
       ch.set_name(req.rename_group().name());
       return ChangeGroup(r, req.rename_group().conv_id(), std::move(ch));
     }
-    case v1::Request::kAddMembers: {
-      v1::MemberChange ch;
-      ch.set_kind(v1::MemberChange::ADDED);
-      *ch.mutable_users() = req.add_members().users();
-      return ChangeGroup(r, req.add_members().conv_id(), std::move(ch));
-    }
-    case v1::Request::kRemoveMembers: {
-      v1::MemberChange ch;
-      ch.set_kind(v1::MemberChange::REMOVED);
-      *ch.mutable_users() = req.remove_members().users();
-      return ChangeGroup(r, req.remove_members().conv_id(), std::move(ch));
-    }
-    case v1::Request::kLeave: {
-      v1::MemberChange ch;
-      ch.set_kind(v1::MemberChange::LEFT);
-      return ChangeGroup(r, req.leave().conv_id(), std::move(ch));
-    }
-    case v1::Request::kDissolve: {
-      v1::MemberChange ch;
-      ch.set_kind(v1::MemberChange::DISSOLVED);
-      return ChangeGroup(r, req.dissolve().conv_id(), std::move(ch));
-    }
+    case v1::Request::kAddMembers:
+      return ChangeGroup(r, req.add_members().conv_id(), Change(v1::MemberChange::ADDED, req.add_members().users()));
+    case v1::Request::kRemoveMembers:
+      return ChangeGroup(r, req.remove_members().conv_id(),
+                         Change(v1::MemberChange::REMOVED, req.remove_members().users()));
+    case v1::Request::kLeave: return ChangeGroup(r, req.leave().conv_id(), Change(v1::MemberChange::LEFT));
+    case v1::Request::kDissolve: return ChangeGroup(r, req.dissolve().conv_id(), Change(v1::MemberChange::DISSOLVED));
     case v1::Request::kSetRole: {
-      v1::MemberChange ch;
-      ch.set_kind(v1::MemberChange::ROLE);
-      *ch.mutable_users() = req.set_role().users();
+      v1::MemberChange ch = Change(v1::MemberChange::ROLE, req.set_role().users());
       ch.set_role(req.set_role().role());
       return ChangeGroup(r, req.set_role().conv_id(), std::move(ch));
     }
@@ -460,31 +481,14 @@ void Writer::Send(const Reply& r, v1::SendReq& req) {
     mm->add_mentions(seq);
     PutMember(*c, u, b);
   }
-  v1::Ack ack;
-  ack.set_conv_id(c->id);
-  ack.set_seq(seq);
-  ack.set_server_ts(stored.msg().server_ts());
-  ack.set_msg_id(stored.msg().msg_id());
+  const v1::Ack ack = AckFor(stored);
   PutDedup(r.origin.user, stored.msg().client_msg_id(), ack, b);
   ++stats_.sends;
 
   const std::string key = r.origin.user + '\0' + stored.msg().client_msg_id();
   v1::Message entry = stored.msg();
   Commit(c, std::move(b), {{seq, std::move(stored)}},
-         [this, r, ack, key, entry = std::move(entry)](const storage::Status& s) {
-           if (!s.ok()) {
-             AnswerStorageError(r, s);
-             FinishDedup(key, nullptr, &s);
-             return;
-           }
-           v1::Response resp;
-           resp.set_req_id(r.req_id);
-           *resp.mutable_ack() = ack;
-           ctx_.Respond(r.origin, resp);
-           FinishDedup(key, &ack, nullptr);
-           storage::Status err;
-           if (ConvState* c = Conv(ack.conv_id(), &err)) Deliver(*c, entry, r.origin.device);
-         });
+         AckThenDeliver(r, ack, key, std::move(entry)));
 }
 
 void Writer::Edit(const Reply& r, v1::EditReq& req) {
@@ -547,11 +551,7 @@ void Writer::Edit(const Reply& r, v1::EditReq& req) {
   ev.set_version(t.version());
   ev.set_edited_ts(now);
   st::StoredMessage stored = AppendEntry(*c, std::move(ev), stamp, b);
-  v1::Ack ack;
-  ack.set_conv_id(c->id);
-  ack.set_seq(stored.msg().seq());
-  ack.set_server_ts(stored.msg().server_ts());
-  ack.set_msg_id(stored.msg().msg_id());
+  const v1::Ack ack = AckFor(stored);
   std::string key;
   if (!req.client_msg_id().empty()) {
     PutDedup(r.origin.user, req.client_msg_id(), ack, b);
@@ -560,20 +560,7 @@ void Writer::Edit(const Reply& r, v1::EditReq& req) {
   v1::Message entry = stored.msg();
   const uint64_t tseq = t.seq();
   Commit(c, std::move(b), {{tseq, std::move(*target)}, {ack.seq(), std::move(stored)}},
-         [this, r, ack, key, entry = std::move(entry)](const storage::Status& s) {
-           if (!s.ok()) {
-             AnswerStorageError(r, s);
-             if (!key.empty()) FinishDedup(key, nullptr, &s);
-             return;
-           }
-           v1::Response resp;
-           resp.set_req_id(r.req_id);
-           *resp.mutable_ack() = ack;
-           ctx_.Respond(r.origin, resp);
-           if (!key.empty()) FinishDedup(key, &ack, nullptr);
-           storage::Status err;
-           if (ConvState* c = Conv(ack.conv_id(), &err)) Deliver(*c, entry, r.origin.device);
-         });
+         AckThenDeliver(r, ack, key, std::move(entry)));
 }
 
 void Writer::Recall(const Reply& r, v1::RecallReq& req) {
@@ -650,11 +637,7 @@ void Writer::Recall(const Reply& r, v1::RecallReq& req) {
   ev.set_client_msg_id(req.client_msg_id());
   ev.set_target_seq(t.seq());
   st::StoredMessage stored = AppendEntry(*c, std::move(ev), stamp, b);
-  v1::Ack ack;
-  ack.set_conv_id(c->id);
-  ack.set_seq(stored.msg().seq());
-  ack.set_server_ts(stored.msg().server_ts());
-  ack.set_msg_id(stored.msg().msg_id());
+  const v1::Ack ack = AckFor(stored);
   std::string key;
   if (!req.client_msg_id().empty()) {
     PutDedup(r.origin.user, req.client_msg_id(), ack, b);
@@ -665,20 +648,7 @@ void Writer::Recall(const Reply& r, v1::RecallReq& req) {
   scrubbed.emplace_back(tseq, std::move(*target));
   scrubbed.emplace_back(ack.seq(), std::move(stored));
   Commit(c, std::move(b), std::move(scrubbed),
-         [this, r, ack, key, entry = std::move(entry)](const storage::Status& s) {
-           if (!s.ok()) {
-             AnswerStorageError(r, s);
-             if (!key.empty()) FinishDedup(key, nullptr, &s);
-             return;
-           }
-           v1::Response resp;
-           resp.set_req_id(r.req_id);
-           *resp.mutable_ack() = ack;
-           ctx_.Respond(r.origin, resp);
-           if (!key.empty()) FinishDedup(key, &ack, nullptr);
-           storage::Status err;
-           if (ConvState* c = Conv(ack.conv_id(), &err)) Deliver(*c, entry, r.origin.device);
-         });
+         AckThenDeliver(r, ack, key, std::move(entry)));
 }
 
 void Writer::DeleteForMe(const Reply& r, const v1::DeleteForMeReq& req) {

@@ -90,6 +90,10 @@ class Writer {
   // (small conversations; plus `extra_inbox` users always) into `b`.
   st::StoredMessage AppendEntry(ConvState& c, v1::Message entry, uint64_t stamp, storage::WriteBatch& b,
                                 const std::vector<std::string>& extra_inbox = {});
+  static v1::Ack AckFor(const st::StoredMessage& stored);
+  // The usual continuation of a write that appended `entry`: answer `ack` (and the duplicates waiting on
+  // `dedup_key`, if any), then deliver the entry live; or answer the storage error.
+  Then AckThenDeliver(const Reply& r, const v1::Ack& ack, const std::string& dedup_key, v1::Message entry);
   void PutMember(ConvState& c, const std::string& user, storage::WriteBatch& b);
   void PutInbox(const std::string& user, const std::string& conv_id, uint64_t stamp, storage::WriteBatch& b);
   // Live delivery of a durable entry to every online device of the members (and `extra` users), except
@@ -108,6 +112,7 @@ class Writer {
   void MarkDelivered(const Reply& r, const v1::MarkDeliveredReq& req);
   void OpenDirect(const Reply& r, const v1::OpenDirectReq& req);
   void CreateGroup(const Reply& r, v1::CreateGroupReq& req);
+  void CommitCreation(ConvState* c, storage::WriteBatch b, st::StoredMessage created, const Reply& r);
   // Rename, add, remove, leave, dissolve, set role: one stream entry each.
   void ChangeGroup(const Reply& r, const std::string& conv_id, v1::MemberChange change);
   void Typing(const Origin& from, const v1::TypingReq& req);

@@ -13,6 +13,36 @@ namespace parley::im {
 using storage::WriteBatch;
 using namespace internal;
 
+// Commits the creation of `c` (its first entry `created`). The creator's answer, and those of repeated
+// creations that arrive meanwhile (creating_), wait until it is stored; then every other online device of
+// the members hears of the conversation and gets the entry.
+void Writer::CommitCreation(ConvState* c, WriteBatch b, st::StoredMessage created, const Reply& r) {
+  const std::string id = c->id;
+  v1::Message entry = created.msg();
+  creating_.try_emplace(id);
+  Commit(c, std::move(b), {{created.msg().seq(), std::move(created)}}, [this, r, id, entry](const storage::Status& s) {
+    std::vector<Reply> waiting = std::move(creating_[id]);
+    creating_.erase(id);
+    waiting.insert(waiting.begin(), r);
+    storage::Status err = s;
+    ConvState* c = s.ok() ? Conv(id, &err) : nullptr;
+    for (const Reply& w : waiting) {
+      if (!c) {
+        AnswerStorageError(w, err.ok() ? storage::Status::Io("conversation vanished") : err);
+        continue;
+      }
+      v1::Response resp;
+      resp.set_req_id(w.req_id);
+      FillSummary(*c, w.origin.user, resp.mutable_conversation());
+      ctx_.Respond(w.origin, resp);
+    }
+    if (!c) return;
+    for (const auto& [user, m] : c->members)
+      if (ctx_.IsOnline(user)) PushSummary(*c, user, r.origin.device);
+    Deliver(*c, entry, r.origin.device);
+  });
+}
+
 void Writer::OpenDirect(const Reply& r, const v1::OpenDirectReq& req) {
   if (req.peer().empty() || req.peer() == r.origin.user || req.peer().size() > kMaxNameBytes)
     return ctx_.RespondError(r.origin, r.req_id, v1::ERR_BAD_REQUEST, "peer must be another user");
@@ -67,28 +97,7 @@ void Writer::OpenDirect(const Reply& r, const v1::OpenDirectReq& req) {
     PutMember(*c, p, b);
     b.Put(ctx_.fam(Fam::kUserConvs), UserConvKey(p, id), uc.SerializeAsString());
   }
-  v1::Message entry = stored.msg();
-  creating_.try_emplace(id);
-  Commit(c, std::move(b), {{1, std::move(stored)}}, [this, r, id, entry](const storage::Status& s) {
-    std::vector<Reply> waiting = std::move(creating_[id]);
-    creating_.erase(id);
-    waiting.insert(waiting.begin(), r);
-    storage::Status err = s;
-    ConvState* c = s.ok() ? Conv(id, &err) : nullptr;
-    for (const Reply& w : waiting) {
-      if (!c) {
-        AnswerStorageError(w, err.ok() ? storage::Status::Io("conversation vanished") : err);
-        continue;
-      }
-      v1::Response resp;
-      resp.set_req_id(w.req_id);
-      FillSummary(*c, w.origin.user, resp.mutable_conversation());
-      ctx_.Respond(w.origin, resp);
-    }
-    if (!c) return;
-    for (const auto& [user, m] : c->members) PushSummary(*c, user, r.origin.device);
-    Deliver(*c, entry, r.origin.device);
-  });
+  CommitCreation(c, std::move(b), std::move(stored), r);
 }
 
 void Writer::CreateGroup(const Reply& r, v1::CreateGroupReq& req) {
@@ -154,29 +163,7 @@ void Writer::CreateGroup(const Reply& r, v1::CreateGroupReq& req) {
     PutMember(*c, u, b);
     b.Put(ctx_.fam(Fam::kUserConvs), UserConvKey(u, id), ucv);
   }
-  v1::Message entry = stored.msg();
-  creating_.try_emplace(id);
-  Commit(c, std::move(b), {{1, std::move(stored)}}, [this, r, id, entry](const storage::Status& s) {
-    std::vector<Reply> waiting = std::move(creating_[id]);
-    creating_.erase(id);
-    waiting.insert(waiting.begin(), r);
-    storage::Status err = s;
-    ConvState* c = s.ok() ? Conv(id, &err) : nullptr;
-    for (const Reply& w : waiting) {
-      if (!c) {
-        AnswerStorageError(w, err.ok() ? storage::Status::Io("conversation vanished") : err);
-        continue;
-      }
-      v1::Response resp;
-      resp.set_req_id(w.req_id);
-      FillSummary(*c, w.origin.user, resp.mutable_conversation());
-      ctx_.Respond(w.origin, resp);
-    }
-    if (!c) return;
-    for (const auto& [user, m] : c->members)
-      if (ctx_.IsOnline(user)) PushSummary(*c, user, r.origin.device);
-    Deliver(*c, entry, r.origin.device);
-  });
+  CommitCreation(c, std::move(b), std::move(stored), r);
 }
 
 void Writer::ChangeGroup(const Reply& r, const std::string& conv_id, v1::MemberChange change) {
@@ -350,11 +337,7 @@ void Writer::ChangeGroup(const Reply& r, const std::string& conv_id, v1::MemberC
   std::vector<std::string> inbox = added;
   inbox.insert(inbox.end(), removed.begin(), removed.end());
   st::StoredMessage stored = AppendEntry(*c, std::move(ev), stamp, b, inbox);
-  v1::Ack ack;
-  ack.set_conv_id(c->id);
-  ack.set_seq(stored.msg().seq());
-  ack.set_server_ts(stored.msg().server_ts());
-  ack.set_msg_id(stored.msg().msg_id());
+  const v1::Ack ack = AckFor(stored);
   v1::Message entry = stored.msg();
   Commit(c, std::move(b), {{ack.seq(), std::move(stored)}},
          [this, r, ack, entry, added, removed](const storage::Status& s) {
