@@ -24,7 +24,10 @@ rounds="${1:-3}"
 secs="${2:-10}"
 case "$rounds$secs" in *[!0-9]*|"") echo "usage: $0 [ROUNDS] [SECONDS]" >&2; exit 2 ;; esac
 if [ "$rounds" -lt 1 ] || [ "$secs" -lt 1 ]; then echo "usage: $0 [ROUNDS] [SECONDS]  (both >= 1)" >&2; exit 2; fi
-scenarios=(${SCENARIOS:-direct group100 group1000 sync})
+read -r -a scenarios <<< "${SCENARIOS:-direct group100 group1000 sync}"
+read -r -a direct_args <<< "${DIRECT_ARGS:-}"
+read -r -a group_args <<< "${GROUP_ARGS:-}"
+read -r -a sync_args <<< "${SYNC_ARGS:-}"
 for s in "${scenarios[@]}"; do
   case "$s" in direct|group100|group1000|sync) ;; *) echo "unknown scenario in SCENARIOS: $s" >&2; exit 2 ;; esac
 done
@@ -84,13 +87,13 @@ run_one() {
   dir="$(mktemp -d "$work/$name.XXXXXX")"
   out="$work/$name-$r"
   case "$name" in
-    direct)    port=18871; args=(im-direct --pairs 50 --inflight 16 --duration "$secs" ${DIRECT_ARGS:-}) ;;
+    direct)    port=18871; args=(im-direct --pairs 50 --inflight 16 --duration "$secs" "${direct_args[@]}") ;;
     group100)  port=18872; args=(im-group --members 100 --online 100 --senders 4 --inflight 16 --duration "$secs"
-                                 ${GROUP_ARGS:-}) ;;
+                                 "${group_args[@]}") ;;
     group1000) port=18873; args=(im-group --members 1000 --online 100 --senders 4 --inflight 16 --duration "$secs"
-                                 ${GROUP_ARGS:-}) ;;
+                                 "${group_args[@]}") ;;
     sync)      port=18874; args=(im-sync --backlog 10000 --page 200 --inflight 64 --duration 120 --sync-timeout 60
-                                 ${SYNC_ARGS:-}) ;;
+                                 "${sync_args[@]}") ;;
   esac
   mkdir -p "$dir/data"
   cat > "$dir/parley.toml" <<EOF
@@ -161,7 +164,7 @@ def broker(j, key, default=0.0):
     return (j.get("broker") or {}).get(key, default)
 
 tables = {
-    "direct": ("im-direct: 50 pairs, durable 1:1 text sends, window 16 per sender", [
+    "direct": ("im-direct: {pairs} pairs, durable 1:1 text sends, window {inflight} per sender", [
         ("acked/s", "%.0f", lambda j: j["acked_per_s"]),
         ("ack p50", "%.2f", lambda j: ms(j["ack_latency"], "p50_us")),
         ("ack p99", "%.2f", lambda j: ms(j["ack_latency"], "p99_us")),
@@ -173,8 +176,10 @@ tables = {
         ("CPU s", "%.2f", lambda j: broker(j, "cpu_s")),
         ("CPU s/M", "%.1f", lambda j: broker(j, "cpu_s_per_million")),
         ("RSS MB", "%.1f", lambda j: broker(j, "rss_mb")),
+        ("bench CPU", "%.2f", lambda j: j["bench_cpu_s"]),
     ]),
-    "group": ("im-group: 4 senders, end-to-end window 16 each; delivered = message events read by the online devices", [
+    "group": ("im-group: {senders} senders, end-to-end window {inflight} each; delivered = message events read by the "
+              "online devices", [
         ("deliv/s", "%.0f", lambda j: j["delivered_per_s"]),
         ("sends/s", "%.0f", lambda j: j["acked_per_s"]),
         ("e2e p50", "%.2f", lambda j: ms(j["e2e_latency"], "p50_us")),
@@ -185,8 +190,9 @@ tables = {
         ("CPU s", "%.2f", lambda j: broker(j, "cpu_s")),
         ("CPU s/M dl", "%.2f", lambda j: broker(j, "cpu_s") / j["delivered"] * 1e6 if j["delivered"] else 0),
         ("RSS MB", "%.1f", lambda j: broker(j, "rss_mb")),
+        ("bench CPU", "%.2f", lambda j: j["bench_cpu_s"]),
     ]),
-    "sync": ("im-sync: 10,000-message backlog, sync from cursor 0 then history pages of 200", [
+    "sync": ("im-sync: {backlog}-message backlog, sync from cursor 0 then history pages of {page}", [
         ("total ms", "%.1f", lambda j: j["im"]["total_ms"]),
         ("sync ms", "%.1f", lambda j: j["im"]["sync_ms"]),
         ("requests", "%d", lambda j: j["im"]["requests"]),
@@ -194,6 +200,7 @@ tables = {
         ("MB read", "%.2f", lambda j: j["im"]["bytes_received"] / 1e6),
         ("held", "%d", lambda j: j["delivered"]),
         ("lost", "%d", lambda j: j["lost"]),
+        ("conn ms", "%.2f", lambda j: j["im"]["connect_ms"]),
         ("sync CPU s", "%.3f", lambda j: j["im"]["sync_broker_cpu_s"] or 0),
         ("preload/s", "%.0f", lambda j: j["acked_per_s"]),
         ("RSS MB", "%.1f", lambda j: broker(j, "rss_mb")),
@@ -201,6 +208,7 @@ tables = {
 }
 names = {"direct": "direct", "group100": "100 members", "group1000": "1,000 members", "sync": "sync"}
 rows = {"direct": [], "group": [], "sync": []}
+titles = {}
 notes = []
 for run in runs:
     name, r = run.rsplit("-", 1)
@@ -210,6 +218,7 @@ for run in runs:
         rows[table].append((r, names[name], None))
         continue
     j = json.load(open(path))
+    titles.setdefault(table, tables[table][0].format(inflight=j["inflight"], **j["im"]))
     rows[table].append((r, names[name], [f(j) for _, _, f in tables[table][1]]))
     for w in j.get("warnings", []):
         notes.append("round %s, %s: %s" % (r, names[name], w))
@@ -217,7 +226,7 @@ for run in runs:
 for table, (title, cols) in tables.items():
     if not rows[table]:
         continue
-    print(title + " (latencies in ms)")
+    print(titles.get(table, title.split(":")[0]) + " (latencies in ms)")
     print("%-7s %-14s %s" % ("round", "run", " ".join("%10s" % h for h, _, _ in cols)))
     groups = {}
     for r, n, v in rows[table]:
@@ -230,6 +239,8 @@ for table, (title, cols) in tables.items():
         med = [statistics.median(c) for c in zip(*vs)]
         print("%-7s %-14s %s" % ("median", n, " ".join("%10s" % (f % x) for (_, f, _), x in zip(cols, med))))
     print()
+print("CPU s: broker CPU seconds over the run (CPU 0); bench CPU: parley-bench's own (CPU 1; near the run's")
+print("length it is the tool, not the broker, that limits the rate).")
 print("No ratio: Mosquitto has no IM layer, so there is no equivalent to compare with.")
 if notes:
     print()

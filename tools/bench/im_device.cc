@@ -33,7 +33,10 @@ std::string ErrorText(const v1::Error& e) {
 }  // namespace
 
 ImDevice::ImDevice(Worker* w, ImShared* shared, ImDevicePlan plan)
-    : Conn(w, plan.client_id), shared_(shared), plan_(std::move(plan)) {
+    : Conn(w, plan.client_id),
+      shared_(shared),
+      plan_(std::move(plan)),
+      frame_(std::make_unique<v1::ServerFrame>()) {
   topic_ = "$im/v1/d/" + plan_.client_id + "/pb";
   if (plan_.sender >= 0) cmid_prefix_ = shared_->prefix + "-" + std::to_string(plan_.sender) + "-";
   for (uint32_t s : plan_.sources) tracks_.try_emplace(s);
@@ -110,8 +113,8 @@ void ImDevice::OnPacket(mqtt::Packet& p) {
       return;
     }
     if (suback->reason_codes[0] >= 0x80) {
-      Fail("the broker refused the subscription to " + topic_ + ": SUBACK " + ReasonText(suback->reason_codes[0]) +
-           " (is the IM layer enabled: [im] enabled = true?)");
+      Fail("the broker refused the subscription to " + topic_ + ": SUBACK " +
+           ReasonText(suback->reason_codes[0]) + " (is the IM layer enabled: [im] enabled = true?)");
       return;
     }
     subscribed_ = true;
@@ -177,7 +180,7 @@ void ImDevice::Request(v1::Request& req, Kind kind, uint64_t k) {
 }
 
 void ImDevice::OnFrame(const std::string& payload) {
-  v1::ServerFrame frame;
+  v1::ServerFrame& frame = *frame_;
   if (!frame.ParseFromString(payload)) {
     ++unexpected_;
     return;
@@ -227,7 +230,8 @@ void ImDevice::OnResponse(v1::Response& r) {
         last_refusal_ = error ? ErrorText(r.error()) : "a send was answered without an Ack";
         // As an app would: nothing more until the server's retry_after_ms has passed (rate limit, overload).
         if (error && r.error().retry_after_ms() > 0) {
-          paused_until_ns_ = std::max(paused_until_ns_, now + uint64_t{r.error().retry_after_ms()} * 1'000'000);
+          paused_until_ns_ =
+              std::max(paused_until_ns_, now + uint64_t{r.error().retry_after_ms()} * 1'000'000);
         }
       } else {
         const v1::Ack& ack = r.ack();
@@ -254,8 +258,8 @@ void ImDevice::OnResponse(v1::Response& r) {
         for (const v1::ConvSync& cs : s.convs()) {
           const v1::Conversation& c = cs.conversation();
           bool mine = conv_id_.empty()
-                          ? c.type() == v1::CONV_DIRECT &&
-                                std::find(c.peers().begin(), c.peers().end(), plan_.sync_peer) != c.peers().end()
+                          ? c.type() == v1::CONV_DIRECT && std::find(c.peers().begin(), c.peers().end(),
+                                                                     plan_.sync_peer) != c.peers().end()
                           : c.conv_id() == conv_id_;
           if (!mine) continue;
           conv_id_ = c.conv_id();
@@ -264,10 +268,12 @@ void ImDevice::OnResponse(v1::Response& r) {
         }
         if (held_count_ >= plan_.sync_expect) return SyncFinish(true, "");
         if (s.has_more()) return SyncStep(s.cursor());
-        if (conv_id_.empty()) return SyncFinish(false, "the sync listed no direct conversation with " + plan_.sync_peer);
+        if (conv_id_.empty())
+          return SyncFinish(false, "the sync listed no direct conversation with " + plan_.sync_peer);
         if (!conv_has_more_) {
-          return SyncFinish(false, "the sync says nothing older exists, holding " + std::to_string(held_count_) +
-                                       " of " + std::to_string(plan_.sync_expect) + " messages");
+          return SyncFinish(false, "the sync says nothing older exists, holding " +
+                                       std::to_string(held_count_) + " of " +
+                                       std::to_string(plan_.sync_expect) + " messages");
         }
         return HistoryStep();
       }
@@ -292,7 +298,8 @@ void ImDevice::OnMessage(const v1::Message& m, uint64_t now) {
   // client_msg_id: "<prefix>-<sender>-<k>"
   std::string_view cmid = m.client_msg_id();
   const std::string& prefix = shared_->prefix;
-  if (cmid.size() <= prefix.size() + 1 || cmid.compare(0, prefix.size(), prefix) != 0 || cmid[prefix.size()] != '-') {
+  if (cmid.size() <= prefix.size() + 1 || cmid.compare(0, prefix.size(), prefix) != 0 ||
+      cmid[prefix.size()] != '-') {
     ++stale_;
     return;
   }
@@ -331,8 +338,8 @@ void ImDevice::OnMessage(const v1::Message& m, uint64_t now) {
   std::string_view text = m.text();
   size_t semi = text.find(';');
   uint64_t sent_ns = 0;
-  if (text.size() > 1 && text[0] == 't' && semi != std::string_view::npos && ParseU64(text.substr(1, semi - 1), &sent_ns) &&
-      now >= sent_ns) {
+  if (text.size() > 1 && text[0] == 't' && semi != std::string_view::npos &&
+      ParseU64(text.substr(1, semi - 1), &sent_ns) && now >= sent_ns) {
     worker_->e2e_latency_mut().Record(now - sent_ns);
   }
 }

@@ -34,6 +34,7 @@ namespace parley::im::v1 {
 class Message;
 class Request;
 class Response;
+class ServerFrame;
 }  // namespace parley::im::v1
 
 namespace parley::bench {
@@ -78,11 +79,11 @@ class ImDevice final : public Conn {
 
   // Monitors (any thread, relaxed).
   std::atomic<uint64_t> acked_mon{0};
-  std::atomic<uint64_t> pending_mon{0};   // sends written, not answered
-  std::atomic<uint64_t> answered_mon{0};  // sends answered (acked or refused)
-  std::atomic<uint64_t> unique_mon{0};    // distinct messages received
-  std::atomic<bool> synced_mon{false};    // im-sync reader: holds everything
-  std::atomic<bool> sync_over_mon{false}; // im-sync reader: finished, complete or not
+  std::atomic<uint64_t> pending_mon{0};    // sends written, not answered
+  std::atomic<uint64_t> answered_mon{0};   // sends answered (acked or refused)
+  std::atomic<uint64_t> unique_mon{0};     // distinct messages received
+  std::atomic<bool> synced_mon{false};     // im-sync reader: holds everything
+  std::atomic<bool> sync_over_mon{false};  // im-sync reader: finished, complete or not
 
   // Results, after the worker thread ended.
   uint64_t sent() const { return sent_; }
@@ -159,10 +160,11 @@ class ImDevice final : public Conn {
 
   ImShared* shared_;
   ImDevicePlan plan_;
-  std::string topic_;       // own device topic
-  std::string cmid_prefix_; // "<prefix>-<sender>-"
+  std::string topic_;        // own device topic
+  std::string cmid_prefix_;  // "<prefix>-<sender>-"
   std::string filler_;
   std::string conv_id_;
+  std::unique_ptr<im::v1::ServerFrame> frame_;  // reused: parsing into it keeps its strings' buffers
   uint32_t window_ = 1;
   bool subscribed_ = false;
   bool setup_done_ = false;

@@ -24,9 +24,15 @@ namespace {
 
 constexpr size_t kMissingExamples = 8;
 
-double Secs(uint64_t ns) { return static_cast<double>(ns) / 1e9; }
-uint64_t Ns(double s) { return static_cast<uint64_t>(s * 1e9); }
-void Nap() { std::this_thread::sleep_for(std::chrono::milliseconds(1)); }
+double Secs(uint64_t ns) {
+  return static_cast<double>(ns) / 1e9;
+}
+uint64_t Ns(double s) {
+  return static_cast<uint64_t>(s * 1e9);
+}
+void Nap() {
+  std::this_thread::sleep_for(std::chrono::milliseconds(1));
+}
 
 // One set of worker loops with its own control block: im-sync runs two of them, one after the other.
 class Stage {
@@ -75,10 +81,11 @@ class Stage {
       if (g_interrupts.load() > 0) return Status::Error("interrupted while connecting");
       if (uv_hrtime() > deadline) {
         char b[300];
-        std::snprintf(b, sizeof b,
-                      "timed out after %g s (--connect-timeout): %u of %u devices connected, subscribed and %s "
-                      "(is the IM layer enabled: [im] enabled = true?)",
-                      timeout, ctl_.ready.load(), total, what);
+        std::snprintf(
+            b, sizeof b,
+            "timed out after %g s (--connect-timeout): %u of %u devices connected, subscribed and %s "
+            "(is the IM layer enabled: [im] enabled = true?)",
+            timeout, ctl_.ready.load(), total, what);
         return Status::Error(b);
       }
       Nap();
@@ -122,16 +129,20 @@ void RefusalWarnings(Report& rep) {
   const Report::Im& im = *rep.im;
   if (rep.rejected == 0) return;
   std::string codes;
-  for (const auto& [code, n] : im.refusals) codes += (codes.empty() ? "" : ", ") + code + " " + std::to_string(n);
-  rep.warnings.push_back(std::to_string(rep.rejected) + " sends refused (" + codes + "; last: " + im.last_refusal + ")");
+  for (const auto& [code, n] : im.refusals)
+    codes += (codes.empty() ? "" : ", ") + code + " " + std::to_string(n);
+  rep.warnings.push_back(std::to_string(rep.rejected) + " sends refused (" + codes +
+                         "; last: " + im.last_refusal + ")");
   if (im.refusals.count("ERR_RATE_LIMITED")) {
-    rep.warnings.emplace_back("the broker rate-limits sends per user ([im] send_rate, send_burst): "
-                              "set [im] send_rate = 0 to measure the IM layer rather than its limiter");
+    rep.warnings.emplace_back(
+        "the broker rate-limits sends per user ([im] send_rate, send_burst): "
+        "set [im] send_rate = 0 to measure the IM layer rather than its limiter");
   }
 }
 
 // Sender bookkeeping shared by the live scenarios and im-sync's preload.
-void CollectSenders(const std::vector<ImDevice*>& senders, Report& rep, uint64_t* last_ack, uint64_t* first_send) {
+void CollectSenders(const std::vector<ImDevice*>& senders, Report& rep, uint64_t* last_ack,
+                    uint64_t* first_send) {
   rep.window = UINT32_MAX;
   for (ImDevice* s : senders) {
     rep.sent += s->sent();
@@ -142,7 +153,8 @@ void CollectSenders(const std::vector<ImDevice*>& senders, Report& rep, uint64_t
     rep.im->e2e_stalls += s->stalls();
     rep.window = std::min(rep.window, s->window());
     *last_ack = std::max(*last_ack, s->last_ack_ns());
-    if (s->first_send_ns() && (*first_send == 0 || s->first_send_ns() < *first_send)) *first_send = s->first_send_ns();
+    if (s->first_send_ns() && (*first_send == 0 || s->first_send_ns() < *first_send))
+      *first_send = s->first_send_ns();
     AddRefusals(*s, &*rep.im);
   }
   if (senders.empty()) rep.window = 0;
@@ -214,7 +226,8 @@ Status RunLive(const Options& o, const RunConfig& cfg, ImShared& shared, Report&
 
   uint64_t t_setup = uv_hrtime();
   st.Start();
-  if (Status s = st.WaitReady(o.connect_timeout, group ? "the group created" : "their conversation opened"); !s.ok())
+  if (Status s = st.WaitReady(o.connect_timeout, group ? "the group created" : "their conversation opened");
+      !s.ok())
     return s;
   for (ImDevice* s : senders)
     if (!s->conv_id().empty()) ++im.conversations;
@@ -303,7 +316,8 @@ Status RunLive(const Options& o, const RunConfig& cfg, ImShared& shared, Report&
       std::string conv = r->received_conv(s);
       if (!conv.empty() && conv != senders[s]->conv_id()) {
         rep.warnings.push_back(r->client_id() + " received messages of sender " + std::to_string(s) + " in " +
-                               (conv == "*" ? "several conversations" : conv) + ", not in " + senders[s]->conv_id());
+                               (conv == "*" ? "several conversations" : conv) + ", not in " +
+                               senders[s]->conv_id());
       }
       size_t words = std::max(acked.words(), got ? got->words() : 0);
       for (size_t i = 0; i < words; ++i) {
@@ -324,22 +338,26 @@ Status RunLive(const Options& o, const RunConfig& cfg, ImShared& shared, Report&
   if (rep.publish_s > 0) rep.sent_per_s = static_cast<double>(rep.sent) / rep.publish_s;
   if (last_ack > start) rep.last_ack_s = Secs(last_ack - start);
   if (last_delivery > start) rep.last_delivery_s = Secs(last_delivery - start);
-  if (rep.acked > 0) rep.acked_per_s = static_cast<double>(rep.acked) / Secs(std::max(last_ack, stop) - start);
+  if (rep.acked > 0)
+    rep.acked_per_s = static_cast<double>(rep.acked) / Secs(std::max(last_ack, stop) - start);
   if (rep.delivered > 0) {
     rep.delivered_per_s = static_cast<double>(rep.delivered) / Secs(std::max(last_delivery, stop) - start);
   }
 
   if (rep.window < o.inflight)
-    rep.warnings.push_back("the broker's Receive Maximum limited the window to " + std::to_string(rep.window));
+    rep.warnings.push_back("the broker's Receive Maximum limited the window to " +
+                           std::to_string(rep.window));
   RefusalWarnings(rep);
   if (rep.unacked > 0 && rep.last_ack_s + 1 < rep.publish_s) {
     char b[160];
-    std::snprintf(b, sizeof b, "acks stopped %.2f s into the sending phase (%.2f s long)", rep.last_ack_s, rep.publish_s);
+    std::snprintf(b, sizeof b, "acks stopped %.2f s into the sending phase (%.2f s long)", rep.last_ack_s,
+                  rep.publish_s);
     rep.warnings.emplace_back(b);
   }
   if (!rep.drained) {
     char b[160];
-    std::snprintf(b, sizeof b, "the grace period (%g s) ended before every answer and delivery arrived", o.grace);
+    std::snprintf(b, sizeof b, "the grace period (%g s) ended before every answer and delivery arrived",
+                  o.grace);
     rep.warnings.emplace_back(b);
   }
   if (im.e2e_stalls > 0) {
@@ -347,12 +365,16 @@ Status RunLive(const Options& o, const RunConfig& cfg, ImShared& shared, Report&
                            " times (nothing delivered for 1 s; the window was written off)");
   }
   if (im.duplicate_acks > 0)
-    rep.warnings.push_back(std::to_string(im.duplicate_acks) + " acks flagged duplicate for unique client_msg_ids");
+    rep.warnings.push_back(std::to_string(im.duplicate_acks) +
+                           " acks flagged duplicate for unique client_msg_ids");
   if (im.received_unacked > 0)
-    rep.warnings.push_back(std::to_string(im.received_unacked) + " messages delivered whose send was never acked");
-  if (rep.stale > 0) rep.warnings.push_back(std::to_string(rep.stale) + " text messages from another run were received");
+    rep.warnings.push_back(std::to_string(im.received_unacked) +
+                           " messages delivered whose send was never acked");
+  if (rep.stale > 0)
+    rep.warnings.push_back(std::to_string(rep.stale) + " text messages from another run were received");
   if (rep.unexpected > 0)
-    rep.warnings.push_back(std::to_string(rep.unexpected) + " frames not expected (unknown sender or req_id, undecodable)");
+    rep.warnings.push_back(std::to_string(rep.unexpected) +
+                           " frames not expected (unknown sender or req_id, undecodable)");
   return Status::Ok();
 }
 
@@ -424,7 +446,8 @@ Status RunSync(const Options& o, const RunConfig& cfg, ImShared& shared, Report&
     CollectSenders({sender}, rep, &last_ack, &first_send);
     if (last_ack > first_send && first_send > 0) im.preload_s = Secs(last_ack - first_send);
     if (last_ack > start) rep.last_ack_s = Secs(last_ack - start);
-    if (rep.acked > 0) rep.acked_per_s = static_cast<double>(rep.acked) / Secs(std::max(last_ack, stop) - start);
+    if (rep.acked > 0)
+      rep.acked_per_s = static_cast<double>(rep.acked) / Secs(std::max(last_ack, stop) - start);
     if (rep.publish_s > 0) rep.sent_per_s = static_cast<double>(rep.sent) / rep.publish_s;
     acked = sender->acked_set();
     acked_n = sender->acked();
@@ -512,30 +535,37 @@ Status RunSync(const Options& o, const RunConfig& cfg, ImShared& shared, Report&
   const SeqSet& held = reader->held();
   for (size_t i = 0; i < std::max(acked.words(), held.words()); ++i) {
     uint64_t miss = acked.word(i) & ~held.word(i);
-    if (uint64_t extra = held.word(i) & ~acked.word(i)) im.received_unacked += static_cast<uint64_t>(std::popcount(extra));
+    if (uint64_t extra = held.word(i) & ~acked.word(i))
+      im.received_unacked += static_cast<uint64_t>(std::popcount(extra));
     if (!miss) continue;
     rep.lost += static_cast<uint64_t>(std::popcount(miss));
     for (uint64_t m = miss; m != 0 && rep.missing_examples.size() < kMissingExamples; m &= m - 1) {
-      rep.missing_examples.push_back({0, i * 64 + static_cast<uint64_t>(std::countr_zero(m)), reader->client_id()});
+      rep.missing_examples.push_back(
+          {0, i * 64 + static_cast<uint64_t>(std::countr_zero(m)), reader->client_id()});
     }
   }
   rep.lost_messages = rep.lost;
   if (ss.sync_ns > 0) rep.delivered_per_s = static_cast<double>(rep.delivered) / Secs(ss.sync_ns);
   if (timed_out) {
     char b[200];
-    std::snprintf(b, sizeof b, "the reader was not synced within %g s (--sync-timeout): it held %llu of %llu messages",
+    std::snprintf(b, sizeof b,
+                  "the reader was not synced within %g s (--sync-timeout): it held %llu of %llu messages",
                   o.sync_timeout, static_cast<unsigned long long>(reader->unique()),
                   static_cast<unsigned long long>(acked_n));
     rep.warnings.emplace_back(b);
   } else if (!ss.complete && !ss.problem.empty()) {
     rep.warnings.push_back("the sync stopped short: " + ss.problem);
   }
-  if (rep.duplicates > 0) rep.warnings.push_back(std::to_string(rep.duplicates) + " messages came twice in the sync");
+  if (rep.duplicates > 0)
+    rep.warnings.push_back(std::to_string(rep.duplicates) + " messages came twice in the sync");
   if (im.received_unacked > 0)
-    rep.warnings.push_back(std::to_string(im.received_unacked) + " messages synced whose send was never acked");
-  if (rep.stale > 0) rep.warnings.push_back(std::to_string(rep.stale) + " text messages from another run were received");
+    rep.warnings.push_back(std::to_string(im.received_unacked) +
+                           " messages synced whose send was never acked");
+  if (rep.stale > 0)
+    rep.warnings.push_back(std::to_string(rep.stale) + " text messages from another run were received");
   if (rep.unexpected > 0)
-    rep.warnings.push_back(std::to_string(rep.unexpected) + " frames not expected (unknown req_id, undecodable)");
+    rep.warnings.push_back(std::to_string(rep.unexpected) +
+                           " frames not expected (unknown req_id, undecodable)");
   return Status::Ok();
 }
 

@@ -39,7 +39,8 @@ void AddShared(CLI::App* sc, Options& o) {
 void AddCommon(CLI::App* sc, Options& o) {
   AddShared(sc, o);
   sc->add_option("--qos", o.qos, "publish and subscribe QoS")->check(CLI::Range(0, 2))->capture_default_str();
-  sc->add_option("--payload", o.payload, "payload bytes (>= 24: publisher, sequence, send time)")->capture_default_str();
+  sc->add_option("--payload", o.payload, "payload bytes (>= 24: publisher, sequence, send time)")
+      ->capture_default_str();
   sc->add_option("--duration", o.duration, "seconds of publishing, at most")->capture_default_str();
   sc->add_option("--count", o.count, "messages to publish in all, split among publishers (0 = no limit)")
       ->capture_default_str();

@@ -107,7 +107,8 @@ void PrintImText(const Report& r, std::FILE* out) {
   std::fprintf(out, "  %-12s %llu sent, %llu acked, %llu refused, %llu unanswered   %.0f acked/s\n", "sends", U(r.sent),
                U(r.acked), U(r.rejected), U(r.unacked), r.acked_per_s);
   PrintLatency("ack latency", r.ack_latency, out);
-  std::fprintf(out, "  %-12s %llu of %llu owed, %llu duplicate, %llu reordered   %.0f delivered/s (%u receiving devices)\n",
+  std::fprintf(out,
+               "  %-12s %llu of %llu owed, %llu duplicate, %llu reordered   %.0f delivered/s (%u receiving devices)\n",
                "deliveries", U(r.delivered), U(r.expected), U(r.duplicates), U(r.reordered), r.delivered_per_s,
                im.receivers);
   PrintLatency("e2e latency", r.e2e_latency, out);
