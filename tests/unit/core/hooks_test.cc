@@ -178,5 +178,56 @@ TEST_CASE("hooks: a plugin publishes through the broker") {
   CHECK(got[0].payload == "delivered");
 }
 
+// Owns "own/...": allows subscriptions below "own/<client id>/", refuses the rest of "own/"; no opinion elsewhere.
+class OwnsTopics final : public Hooks {
+ public:
+  HookAccess OnAuthorize(const ClientIdentity& who, std::string_view topic, Access access) override {
+    if (!topic.starts_with("own/")) return HookAccess::kNoOpinion;
+    const std::string mine = "own/" + std::string(who.client_id) + "/";
+    return topic.starts_with(mine) ? HookAccess::kAllow : HookAccess::kDeny;
+  }
+  void OnSubscription(const ClientIdentity& who, std::string_view filter, bool added) override {
+    std::lock_guard lock(mu);
+    notices.push_back(std::string(added ? "+" : "-") + std::string(who.client_id) + " " + std::string(filter));
+  }
+  std::mutex mu;
+  std::vector<std::string> notices;
+};
+
+class DenyAll final : public Authorizer {
+ public:
+  bool Allowed(const ClientIdentity&, std::string_view, Access) const override { return false; }
+};
+
+TEST_CASE("hooks: a plugin decides for its topics before the ACL, and hears of subscriptions") {
+  Env env;
+  DenyAll acl;
+  env.broker.SetAuthorizer(&acl);
+  OwnsTopics plugin;
+  env.broker.AddHooks(&plugin);
+  auto a = env.Connect("a", Version::kV5);
+  a->Send(MakeSubscribe(1, "own/a/inbox", 1));
+  a->Send(MakeSubscribe(2, "own/b/inbox", 1));  // someone else's
+  a->Send(MakeSubscribe(3, "plain/topic", 1));  // the plugin has no opinion: the ACL refuses
+  auto out = a->Take();
+  REQUIRE(out.size() == 3);
+  CHECK(As<mqtt::Suback>(out[0]).reason_codes == std::vector<uint8_t>{1});
+  CHECK(As<mqtt::Suback>(out[1]).reason_codes == std::vector<uint8_t>{rc::kUnspecifiedError});
+  CHECK(As<mqtt::Suback>(out[2]).reason_codes == std::vector<uint8_t>{rc::kUnspecifiedError});
+
+  // Deliveries to the plugin's topics pass the ACL too (the plugin answers for them).
+  auto m = std::make_shared<Message>();
+  m->topic = "own/a/inbox";
+  m->payload = "for a";
+  m->qos = 1;
+  CHECK(env.broker.PublishFromPlugin(m) == 1);
+  CHECK(Publishes(a->PumpTake()).size() == 1);
+
+  a->Send(mqtt::Unsubscribe{4, {"own/a/inbox"}, {}});
+  a->Take();
+  std::lock_guard lock(plugin.mu);
+  CHECK(plugin.notices == std::vector<std::string>{"+a own/a/inbox", "-a own/a/inbox"});
+}
+
 }  // namespace
 }  // namespace parley::broker

@@ -353,5 +353,26 @@ TEST_CASE("restart: a full disk refuses persistent work with 0x97 and recovers b
   CHECK(PublishAcked(*pub, "f/4", "x", 1, 4).reason_code == rc::kSuccess);
 }
 
+TEST_CASE("restart: a transient message reaches a persistent session but is never written") {
+  Rig rig;
+  auto sub = Connect(rig, Persistent("sub"));
+  Subscribe(*sub, "t/#", 1, 1);
+  rig.Drain();
+  const uint64_t writes = rig.fault->writes();
+  auto m = std::make_shared<Message>();
+  m->topic = "t/live";
+  m->payload = "only in memory";
+  m->qos = 1;
+  m->transient = true;  // the IM layer's live deliveries: its own store is the truth
+  CHECK(rig.broker->PublishFromPlugin(m) == 1);
+  auto got = Await(*sub, 1);
+  REQUIRE(got.size() == 1);
+  sub->Send(mqtt::Ack{mqtt::PacketType::kPuback, As<mqtt::Publish>(got[0]).packet_id, 0, {}});
+  rig.Drain();
+  CHECK(rig.fault->writes() == writes);
+  CHECK(rig.Rows(Fam::kDeliveries) == 0);
+  CHECK(rig.Rows(Fam::kMessages) == 0);
+}
+
 }  // namespace
 }  // namespace parley::broker::persist
