@@ -112,6 +112,12 @@ Writer::ConvState* Writer::WritableConv(const Reply& r, const std::string& conv_
     ctx_.RespondError(r.origin, r.req_id, v1::ERR_UNAVAILABLE, "conversation recovering from a storage error", 1000);
     return nullptr;
   }
+  if (creating_.count(conv_id)) {
+    // Its creation is not stored yet (nobody has been told it exists, but a direct id can be computed): a
+    // write now could outlive a creation that then fails, leaving entries of a conversation that is not there.
+    ctx_.RespondError(r.origin, r.req_id, v1::ERR_UNAVAILABLE, "conversation being created", 50);
+    return nullptr;
+  }
   if (!c->members.count(r.origin.user)) {
     ctx_.RespondError(r.origin, r.req_id, v1::ERR_NOT_MEMBER, "not a member of " + conv_id);
     return nullptr;

@@ -108,6 +108,29 @@ TEST_CASE("a failed write leaves no hole in the stream: the conversation reloads
   CHECK(r.messages().messages(2).text() == "lost");
 }
 
+TEST_CASE("a write into a conversation whose creation is not stored yet is refused, then works") {
+  auto mem = Rig::NewStore();
+  storage::FaultStore store(mem.get());
+  store.DelayWrites(std::chrono::milliseconds(100));  // keep the creation in flight
+  Rig rig(&store);
+  v1::Request open;
+  open.set_req_id("open");
+  open.mutable_open_direct()->set_peer("bob");
+  rig.Publish("alice", "a1", open);
+  v1::Request send;
+  send.set_req_id("early");
+  send.mutable_send()->set_conv_id(DirectConvId("alice", "bob"));  // computable before the answer comes
+  send.mutable_send()->set_text("too soon");
+  send.mutable_send()->set_client_msg_id("e1");
+  rig.Publish("alice", "a1", send);
+  const v1::Response early = rig.broker().WaitResponse("a1", "early");
+  REQUIRE(early.has_error());
+  CHECK(early.error().code() == v1::ERR_UNAVAILABLE);
+  CHECK(rig.broker().WaitResponse("a1", "open").has_conversation());
+  store.DelayWrites(std::chrono::milliseconds(0));
+  CHECK(rig.Send("alice", "a1", DirectConvId("alice", "bob"), "now", "e1").seq() == 2);
+}
+
 TEST_CASE("seq, dedup, read state and unread survive a restart") {
   auto store = Rig::NewStore();
   std::string conv;
