@@ -46,9 +46,9 @@ AttachResult Broker::AttachSession(const std::string& client_id, bool clean_star
   std::shared_ptr<SessionLink> kicked;
   {
     std::lock_guard reg(registry_mu_);
-    auto it = sessions_.find(client_id);
+    auto it = sessions_.find(std::string_view(client_id));
     if (it != sessions_.end()) {
-      SessionPtr s = it->second;
+      SessionPtr s = *it;
       std::lock_guard lock(s->mu_);
       kicked = std::move(s->link_);
       // A session with expiry 0 lives only as long as its connection (MQTT 5 3.1.2.11.2; 3.1.1 clean
@@ -64,7 +64,6 @@ AttachResult Broker::AttachSession(const std::string& client_id, bool clean_star
         s->link_ = link;
         r.generation = ++s->link_generation_;
         s->online_.store(true, std::memory_order_relaxed);
-        s->offline_since_.reset();
         s->username_ = username;
         s->wake_pending_ = false;
         s->expiry_interval_ = expiry_interval;
@@ -91,7 +90,7 @@ AttachResult Broker::AttachSession(const std::string& client_id, bool clean_star
         persistence_->PutSession(client_id, expiry_interval, username, std::nullopt);
         if (will) persistence_->PutWill(client_id, *will);
       }
-      sessions_.emplace(client_id, s);
+      sessions_.insert(s);
       r.session = s;
     }
   }
@@ -131,7 +130,6 @@ void Broker::DetachSession(const SessionPtr& s, uint64_t generation) {
     if (s->ended_ || s->link_generation_ != generation || !s->link_) return;
     s->link_.reset();
     s->online_.store(false, std::memory_order_relaxed);
-    s->offline_since_ = clock_.Now();
     s->wake_pending_ = false;
     expiry = s->expiry_interval_;
     if (s->persisted_ && expiry != 0) persistence_->PutSession(s->client_id(), expiry, s->username_, UnixMillis());
@@ -160,8 +158,8 @@ void Broker::EndSession(const SessionPtr& s, std::optional<uint64_t> offline_gen
       for (auto& [f, rec] : s->subscriptions_) filters.push_back(f);
       s->subscriptions_.clear();
     }
-    auto it = sessions_.find(s->client_id());
-    if (it != sessions_.end() && it->second.get() == s.get()) sessions_.erase(it);
+    auto it = sessions_.find(std::string_view(s->client_id()));
+    if (it != sessions_.end() && it->get() == s.get()) sessions_.erase(it);
   }
   TearDown(s, filters);
 }
@@ -448,9 +446,9 @@ void Broker::Restore(std::vector<StoredSession> sessions, std::vector<MessagePtr
     SessionPtr s;
     {
       std::lock_guard reg(registry_mu_);
-      if (sessions_.count(st.client_id)) continue;  // cannot happen with one row per client id
+      if (sessions_.count(std::string_view(st.client_id))) continue;  // cannot happen with one row per client id
       s = std::make_shared<Session>(st.client_id, next_session_id_++);
-      sessions_.emplace(st.client_id, s);
+      sessions_.insert(s);
     }
     // Offline since its connection ended; a session that was connected when the broker stopped counts as
     // disconnected now.
@@ -460,7 +458,6 @@ void Broker::Restore(std::vector<StoredSession> sessions, std::vector<MessagePtr
       s->expiry_interval_ = st.expiry_interval;
       s->persisted_ = persistence_ != nullptr;
       s->username_ = std::move(st.username);
-      s->offline_since_ = now - std::chrono::milliseconds(offline_ms);
       for (const StoredSubscription& sub : st.subscriptions)
         s->subscriptions_[sub.filter] = SubscriptionRecord{sub.opts, sub.sub_id};
       for (StoredDelivery& sd : st.deliveries) {

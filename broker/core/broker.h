@@ -8,6 +8,7 @@
 #include <optional>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "base/clock.h"
@@ -202,7 +203,18 @@ class Broker final : public BrokerServices {
   std::mutex retained_mu_;  // with persistence: memory and disk take a topic's retained updates in one order
 
   mutable std::mutex registry_mu_;
-  std::unordered_map<std::string, SessionPtr> sessions_;  // guarded by registry_mu_
+  // The session registry: a set of sessions found by client id. Each id is stored once, in its Session, and
+  // a node is one pointer plus the SessionPtr (the hash is recomputed rather than cached: registry changes
+  // happen at connect and disconnect, and an idle process holds one node per client).
+  struct SessionById {
+    using is_transparent = void;
+    size_t operator()(std::string_view id) const noexcept { return std::hash<std::string_view>{}(id); }
+    size_t operator()(const SessionPtr& s) const noexcept { return (*this)(std::string_view(s->client_id())); }
+    bool operator()(const SessionPtr& a, const SessionPtr& b) const noexcept { return a->client_id() == b->client_id(); }
+    bool operator()(std::string_view a, const SessionPtr& b) const noexcept { return a == b->client_id(); }
+    bool operator()(const SessionPtr& a, std::string_view b) const noexcept { return a->client_id() == b; }
+  };
+  std::unordered_set<SessionPtr, SessionById, SessionById> sessions_;  // guarded by registry_mu_
   uint64_t next_session_id_ = 1;                          // guarded by registry_mu_
 
   std::mutex timers_mu_;

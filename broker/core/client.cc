@@ -128,8 +128,9 @@ void Client::ReplyAck(mqtt::PacketType type, uint16_t packet_id, uint8_t reason,
 }
 
 std::shared_ptr<Client::Waker> Client::waker() {
-  if (!waker_) waker_ = std::make_shared<Waker>(link_);
-  return waker_;
+  Waiting& w = waiting();
+  if (!w.waker) w.waker = std::make_shared<Waker>(link_);
+  return w.waker;
 }
 
 void Client::Reply(mqtt::Packet p, std::shared_ptr<Ticket> hook) {
@@ -143,18 +144,21 @@ void Client::Reply(mqtt::Packet p, std::shared_ptr<Ticket> hook) {
     });
     if (wait) ticket = std::move(t);
   }
-  if (!ticket && !hook && replies_.empty()) {
+  if (!ticket && !hook && !replies_pending()) {
     Send(p);
     return;
   }
-  replies_.push_back(PendingReply{std::move(p), std::move(ticket), std::move(hook)});
-  if (replies_.size() == 1) FlushReplies();  // a plugin may have completed already
+  std::vector<PendingReply>& replies = waiting().replies;
+  replies.push_back(PendingReply{std::move(p), std::move(ticket), std::move(hook)});
+  if (replies.size() == 1) FlushReplies();  // a plugin may have completed already
 }
 
 void Client::FlushReplies() {
+  if (!waiting_) return;
+  std::vector<PendingReply>& replies = waiting_->replies;
   size_t done = 0;
-  for (; done < replies_.size() && !closing(); ++done) {
-    PendingReply& r = replies_[done];
+  for (; done < replies.size() && !closing(); ++done) {
+    PendingReply& r = replies[done];
     const uint8_t st = r.ticket ? r.ticket->state.load(std::memory_order_acquire) : 1;
     const uint8_t hs = r.hook ? r.hook->state.load(std::memory_order_acquire) : 1;
     if (st == 0 || hs == 0) break;
@@ -184,9 +188,9 @@ void Client::FlushReplies() {
     Send(r.packet);
   }
   if (closing()) {
-    replies_.clear();
+    replies.clear();
   } else {
-    replies_.erase(replies_.begin(), replies_.begin() + static_cast<std::ptrdiff_t>(done));
+    replies.erase(replies.begin(), replies.begin() + static_cast<std::ptrdiff_t>(done));
   }
 }
 
@@ -209,7 +213,7 @@ void Client::RejectConnect(uint8_t v5_reason, uint8_t v311_code, const char* why
 void Client::Fail(uint8_t reason, const char* why) {
   if (closing()) return;
   Counters::Add(broker_.counters(worker_).protocol_errors);
-  spdlog::debug("closing {} ({}): {} (0x{:02x})", client_id_, transport_.PeerAddress(), why, reason);
+  spdlog::debug("closing {} ({}): {} (0x{:02x})", client_id(), transport_.PeerAddress(), why, reason);
   if (version_ == Version::kV5 && state_ == State::kConnected) {
     mqtt::Disconnect d;
     d.reason_code = reason;
@@ -291,6 +295,7 @@ void Client::HandleConnect(mqtt::Connect& c) {
   AttachResult ar = broker_.AttachSession(client_id_, c.clean_start, session_expiry_, link_, username_, will_.get());
   session_ = ar.session;
   generation_ = ar.generation;
+  std::string().swap(client_id_);  // the session holds the id now (client_id())
 
   mqtt::Connack ack;
   ack.session_present = ar.session_present;
@@ -301,7 +306,7 @@ void Client::HandleConnect(mqtt::Connect& c) {
     if (o.max_qos < 2) p.maximum_qos = o.max_qos;
     p.retain_available = o.retain_available ? 1 : 0;
     p.maximum_packet_size = o.max_packet_size;
-    if (assigned) p.assigned_client_identifier = client_id_;
+    if (assigned) p.assigned_client_identifier = client_id();
     p.topic_alias_maximum = o.topic_alias_maximum;
     p.wildcard_subscription_available = o.wildcard_subscriptions ? 1 : 0;
     p.subscription_identifier_available = o.subscription_identifiers ? 1 : 0;
@@ -321,7 +326,7 @@ void Client::HandleConnect(mqtt::Connect& c) {
   state_ = State::kConnected;
   broker_.clients_connected.fetch_add(1, std::memory_order_relaxed);
   Counters::Add(broker_.counters(worker_).connects);
-  spdlog::debug("connected {} from {} v{} clean={} ka={} expiry={}", client_id_, transport_.PeerAddress(),
+  spdlog::debug("connected {} from {} v{} clean={} ka={} expiry={}", client_id(), transport_.PeerAddress(),
                 v5 ? 5 : 3, c.clean_start, keep_alive_, expiry);
   if (!broker_.hooks().empty()) {
     const ClientIdentity who = Identity();
@@ -417,16 +422,17 @@ void Client::OnClosed() {
     if (broker_.Allowed(who, will_->topic, Access::kWrite)) {
       const uint32_t delay = std::min(will_->props.will_delay_interval.value_or(0), session_expiry_);
       if (still_bound) {
-        broker_.ScheduleWill(session_, broker_.MakeWill(*will_, client_id_, delay), delay);
+        broker_.ScheduleWill(session_, broker_.MakeWill(*will_, client_id(), delay), delay);
       } else if (ended || delay == 0) {
         // Taken over: the will goes out now unless the new connection resumed the session within
         // the will delay (MQTT 5 3.1.3.2.2).
-        broker_.Publish(broker_.MakeWill(*will_, client_id_, 0), worker_);
+        broker_.Publish(broker_.MakeWill(*will_, client_id(), 0), worker_);
       }
     }
     will_.reset();
   }
   if (still_bound) broker_.DetachSession(session_, generation_);
+  client_id_ = session_->client_id();  // for whatever still logs this connection
   session_.reset();
 }
 

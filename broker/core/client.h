@@ -48,7 +48,8 @@ class Client {
   bool output_blocked() const { return output_blocked_; }
   bool connected() const { return state_ == State::kConnected; }
   bool closing() const { return state_ == State::kClosing || state_ == State::kClosed; }
-  const std::string& client_id() const { return client_id_; }
+  // Our own copy until the session is attached, then the session's (one copy per client: idle memory counts).
+  const std::string& client_id() const { return session_ ? session_->client_id() : client_id_; }
   mqtt::Version version() const { return version_; }
 
  private:
@@ -84,31 +85,33 @@ class Client {
   bool ReasonStringAllowed() const { return request_problem_info_; }
   // Who this connection is, for the authorizer and the plugins (views into this Client).
   ClientIdentity Identity() const {
-    return ClientIdentity{client_id_, username_ ? std::optional<std::string_view>(*username_) : std::nullopt};
+    return ClientIdentity{client_id(), username_ ? std::optional<std::string_view>(*username_) : std::nullopt};
   }
 
   Broker& broker_;
   Transport& transport_;
   std::shared_ptr<SessionLink> link_;
+  // The small fields together (padding counts: one Client per connection, most of them idle).
   const int worker_;
   State state_ = State::kAwaitConnect;
   mqtt::Version version_ = mqtt::Version::kV311;
   bool request_problem_info_ = true;
   bool output_blocked_ = false;
   uint16_t keep_alive_ = 0;              // seconds, as enforced (after Server Keep Alive)
-  SteadyTime last_rx_;
-  const SteadyTime accepted_at_;
-
-  std::string client_id_;
-  std::optional<std::string> username_;
-  SessionPtr session_;
-  uint64_t generation_ = 0;
-  uint32_t session_expiry_ = 0;          // as requested on CONNECT (after the cap)
-  std::unique_ptr<mqtt::Will> will_;     // published when the connection ends without a normal DISCONNECT
-
   uint16_t client_receive_max_ = 65535;  // client's Receive Maximum (our outbound window)
   uint32_t client_max_packet_ = 0;       // client's Maximum Packet Size; 0 = none
   uint16_t client_alias_max_ = 0;        // aliases we may use towards the client
+  bool graceful_disconnect_ = false;     // the client ended with DISCONNECT 0x00 (hooks' OnDisconnected)
+  uint32_t session_expiry_ = 0;          // as requested on CONNECT (after the cap)
+  SteadyTime last_rx_;
+  const SteadyTime accepted_at_;
+
+  std::string client_id_;  // until the session is attached, and again once it is released (client_id())
+  std::optional<std::string> username_;
+  SessionPtr session_;
+  uint64_t generation_ = 0;
+  std::unique_ptr<mqtt::Will> will_;     // published when the connection ends without a normal DISCONNECT
+
   // Topic aliases, allocated on first use (most connections never use them; idle memory counts).
   struct Aliases {
     std::vector<std::string> in;                       // client -> broker, index = alias
@@ -134,9 +137,18 @@ class Client {
   };
   class HookCompletion;
   std::shared_ptr<Waker> waker();
-  bool graceful_disconnect_ = false;  // the client ended with DISCONNECT 0x00 (hooks' OnDisconnected)
-  std::vector<PendingReply> replies_;
-  std::shared_ptr<Waker> waker_;  // allocated on the first durable wait
+  // Replies waiting for storage or a plugin, and the waker their completions use: allocated on the first
+  // wait and kept (most connections never wait; idle memory counts).
+  struct Waiting {
+    std::vector<PendingReply> replies;
+    std::shared_ptr<Waker> waker;
+  };
+  std::unique_ptr<Waiting> waiting_;
+  Waiting& waiting() {
+    if (!waiting_) waiting_ = std::make_unique<Waiting>();
+    return *waiting_;
+  }
+  bool replies_pending() const { return waiting_ && !waiting_->replies.empty(); }
   Aliases& aliases() {
     if (!aliases_) aliases_ = std::make_unique<Aliases>();
     return *aliases_;

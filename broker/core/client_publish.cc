@@ -98,7 +98,7 @@ void Client::HandlePublish(mqtt::Publish& p) {
     m->payload = std::move(p.payload);
     m->qos = p.qos;
     m->retain = p.retain;
-    m->origin_client_id = client_id_;
+    m->origin_client_id = client_id();
     if (p.props.message_expiry_interval)
       m->expires_at = broker_.clock().Now() + std::chrono::seconds(*p.props.message_expiry_interval);
     if (v5 && HasPassThroughProperties(p.props)) {
@@ -137,7 +137,7 @@ void Client::HandlePublish(mqtt::Publish& p) {
       }
     }
   } else {
-    spdlog::debug("publish from {} refused: 0x{:02x}", client_id_, reason);
+    spdlog::debug("publish from {} refused: 0x{:02x}", client_id(), reason);
   }
 
   if (p.qos == 2 && reason < 0x80) {
@@ -276,8 +276,8 @@ void Client::Pump() {
   if (state_ != State::kConnected || !session_) return;
   // Re-arm the reply waker on every pump, not only when replies wait: a wake that found nothing to send must
   // not leave the flag set, or the next completed reply would never wake us.
-  if (waker_) waker_->pending.store(false, std::memory_order_release);
-  if (!replies_.empty()) FlushReplies();
+  if (waiting_ && waiting_->waker) waiting_->waker->pending.store(false, std::memory_order_release);
+  if (replies_pending()) FlushReplies();
   if (state_ != State::kConnected) return;
   const BrokerOptions& o = broker_.options();
   const size_t window = std::min<size_t>(client_receive_max_, o.max_inflight ? o.max_inflight : 65535);

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <utility>
 
@@ -59,9 +60,11 @@ class RingQueue {
 
  private:
   void Grow() {
-    size_t ncap = cap_ ? cap_ * 2 : 4;
+    // 32-bit counters keep an empty queue at 24 bytes (one per idle session); 2^31 entries is far beyond any
+    // queue limit (max_queued_messages is a uint32_t and memory runs out long before).
+    uint32_t ncap = cap_ ? cap_ * 2 : 4;
     T* nbuf = static_cast<T*>(::operator new(ncap * sizeof(T)));
-    for (size_t i = 0; i < size_; ++i) {
+    for (uint32_t i = 0; i < size_; ++i) {
       T& src = (*this)[i];
       new (&nbuf[i]) T(std::move(src));
       src.~T();
@@ -72,9 +75,9 @@ class RingQueue {
     head_ = 0;
   }
   T* buf_ = nullptr;
-  size_t cap_ = 0;  // power of two
-  size_t head_ = 0;
-  size_t size_ = 0;
+  uint32_t cap_ = 0;  // power of two
+  uint32_t head_ = 0;
+  uint32_t size_ = 0;
 };
 
 }  // namespace parley::broker

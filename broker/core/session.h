@@ -79,30 +79,32 @@ class Session {
   // Unique for the life of the process; distinguishes a new session from an old one with the same id.
   uint64_t id() const { return id_; }
 
+  // Fields are ordered small-first so padding stays low: an idle process holds one Session per connection.
+
   // True while a connection is bound. Written under mu_, read without it (share-group member choice).
   std::atomic<bool> online_{false};
+  // ---- guarded by mu_ (the small ones here, beside online_, to share its padding) ----
+  bool ended_ = false;                 // removed from the registry; no further use
+  // Written to the Persistence port: a store is configured and the expiry interval is > 0. Every change of
+  // its persistent state is then reported there, under mu_ (so disk order follows memory order).
+  bool persisted_ = false;
+  bool wake_pending_ = false;          // a Wake() is in flight; avoids one post per message
+  uint32_t expiry_interval_ = 0;       // seconds; 0xFFFFFFFF = never
 
   std::mutex mu_;
   // ---- guarded by mu_ ----
   std::shared_ptr<SessionLink> link_;  // connection bound now; null when offline
   uint64_t link_generation_ = 0;       // bumped on every bind, so a stale connection knows it lost the session
-  bool ended_ = false;                 // removed from the registry; no further use
   RingQueue<Delivery> queue_;          // not yet sent (no packet id yet)
   uint64_t queued_bytes_ = 0;
   std::vector<Inflight> inflight_;     // sent, awaiting ack; in send order
-  size_t inflight_resend_ = 0;         // entries of inflight_ with `resend` set
   uint64_t next_seq_ = 1;              // sequence number of the next QoS 1/2 delivery (Delivery::seq)
-  // Written to the Persistence port: a store is configured and the expiry interval is > 0. Every change of
-  // its persistent state is then reported there, under mu_ (so disk order follows memory order).
-  bool persisted_ = false;
+  uint32_t inflight_resend_ = 0;       // entries of inflight_ with `resend` set (at most 65,535)
   // QoS 2 PUBLISH received, PUBREC sent, PUBREL not yet. At most Receive Maximum ids (v5), usually a
   // handful: a flat vector is smaller than a hash set (idle sessions count) and as fast at this size.
   std::vector<uint16_t> incoming_qos2_;
   std::map<std::string, SubscriptionRecord, std::less<>> subscriptions_;  // by full filter incl. $share/
-  uint32_t expiry_interval_ = 0;       // seconds; 0xFFFFFFFF = never
   std::optional<std::string> username_;  // of the connection that last bound it (ACL at delivery)
-  std::optional<SteadyTime> offline_since_;
-  bool wake_pending_ = false;          // a Wake() is in flight; avoids one post per message
 
   // Queues `d` subject to the limits. Caller holds mu_.
   EnqueueResult EnqueueLocked(Delivery d, uint32_t max_messages, uint64_t max_bytes, bool queue_qos0_offline);

@@ -26,10 +26,12 @@ void Link::Kick(uint8_t reason) {
   });
 }
 
-Connection::Connection(Worker& worker) : worker_(worker), link_(std::make_shared<Link>(worker)) {
+Connection::Connection(Worker& worker) : Connection(worker, std::make_shared<Link>(worker)) {}
+
+Connection::Connection(Worker& worker, std::shared_ptr<Link> link)
+    : link_(link.get()), client_(worker.broker(), *this, std::move(link), worker.index()) {
   uv_tcp_init(worker.loop(), &tcp_);
   tcp_.data = this;
-  client_ = std::make_unique<broker::Client>(worker.broker(), *this, link_, worker.index());
 }
 
 Connection::~Connection() = default;
@@ -54,13 +56,13 @@ void Connection::Start() {
                                    : std::string(host) + ":" + std::to_string(port);
   uv_tcp_nodelay(&tcp_, 1);
   link_->conn_ = this;
-  worker_.Attach(this);
+  worker().Attach(this);
   attached_ = true;
   uv_read_start(reinterpret_cast<uv_stream_t*>(&tcp_), &Connection::OnAlloc, &Connection::OnRead);
 }
 
 std::string& Connection::OutBuffer() {
-  worker_.MarkDirty(this);
+  worker().MarkDirty(this);
   return out_;
 }
 
@@ -68,7 +70,7 @@ void Connection::OnAlloc(uv_handle_t* h, size_t, uv_buf_t* buf) {
   auto* c = static_cast<Connection*>(h->data);
   // One read buffer per worker: bytes are decoded straight from it; only an incomplete packet's
   // start is copied into the connection's carry-over buffer.
-  buf->base = c->worker_.read_buffer();
+  buf->base = c->worker().read_buffer();
   buf->len = Worker::kReadBufferSize;
 }
 
@@ -83,22 +85,23 @@ void Connection::OnRead(uv_stream_t* s, ssize_t n, const uv_buf_t* buf) {
 
 void Connection::Consume(const char* data, size_t n) {
   if (closing_ || close_after_flush_) return;
-  if (in_.empty()) {
+  if (!spill_ || spill_->in.empty()) {
     auto bytes = std::span(reinterpret_cast<const uint8_t*>(data), n);
-    size_t used = client_->OnData(bytes);
-    if (used < n) in_.assign(data + used, n - used);
+    size_t used = client_.OnData(bytes);
+    if (used < n) spill().in.assign(data + used, n - used);
   } else {
-    in_.append(data, n);
-    auto bytes = std::span(reinterpret_cast<const uint8_t*>(in_.data()), in_.size());
-    size_t used = client_->OnData(bytes);
-    in_.erase(0, used);
-    if (in_.empty()) in_.shrink_to_fit();
+    std::string& in = spill_->in;
+    in.append(data, n);
+    auto bytes = std::span(reinterpret_cast<const uint8_t*>(in.data()), in.size());
+    size_t used = client_.OnData(bytes);
+    in.erase(0, used);
+    if (in.empty()) in.shrink_to_fit();
   }
 }
 
 void Connection::Flush() {
   if (closing_) return;
-  if (!writing_.empty()) {
+  if (spill_ && !spill_->writing.empty()) {
     // OnWrite flushes the rest. Meanwhile out_ keeps growing: the limit applies to both buffers, or a
     // reader that stalls while a write is outstanding would never be cut.
     CutIfOverLimit();
@@ -115,7 +118,7 @@ void Connection::Flush() {
     out_.clear();
     if (out_.capacity() > 64 * 1024) out_.shrink_to_fit();
     if (close_after_flush_) BeginLinger();
-    else if (client_->output_blocked()) worker_.SchedulePump(this);  // room again
+    else if (client_.output_blocked()) worker().SchedulePump(this);  // room again
     return;
   }
   if (r < 0 && r != UV_EAGAIN) {
@@ -123,33 +126,37 @@ void Connection::Flush() {
     return;
   }
   const size_t sent = r > 0 ? static_cast<size_t>(r) : 0;
-  writing_.assign(out_, sent);
+  Spill& sp = spill();
+  sp.writing.assign(out_, sent);
   out_.clear();
   if (CutIfOverLimit()) return;
-  if (!write_req_) write_req_ = std::make_unique<uv_write_t>();
-  write_req_->data = this;
-  b = uv_buf_init(writing_.data(), static_cast<unsigned>(writing_.size()));
-  if (uv_write(write_req_.get(), stream, &b, 1, &Connection::OnWrite) != 0) CloseNow();
+  sp.write_req.data = this;
+  b = uv_buf_init(sp.writing.data(), static_cast<unsigned>(sp.writing.size()));
+  if (uv_write(&sp.write_req, stream, &b, 1, &Connection::OnWrite) != 0) {
+    sp.writing.clear();  // no write outstanding: OnTick may release the spill
+    CloseNow();
+  }
 }
 
 bool Connection::CutIfOverLimit() {
-  if (PendingOutBytes() <= worker_.broker().options().max_outbound_buffer) return false;
-  spdlog::info("closing {} ({}): not reading, {} bytes pending", client_->client_id(), peer_, PendingOutBytes());
+  if (PendingOutBytes() <= worker().broker().options().max_outbound_buffer) return false;
+  spdlog::info("closing {} ({}): not reading, {} bytes pending", client_.client_id(), peer_, PendingOutBytes());
   CloseNow();
   return true;
 }
 
 void Connection::OnWrite(uv_write_t* req, int status) {
   auto* c = static_cast<Connection*>(req->data);
-  c->writing_.clear();
-  if (c->writing_.capacity() > 64 * 1024) c->writing_.shrink_to_fit();
+  std::string& writing = c->spill_->writing;
+  writing.clear();
+  if (writing.capacity() > 64 * 1024) writing.shrink_to_fit();
   if (status < 0) {
     c->CloseNow();
     return;
   }
   if (c->closing_) return;
-  if (c->client_->output_blocked()) c->worker_.SchedulePump(c);  // the output drained
-  if (!c->out_.empty() || c->close_after_flush_) c->worker_.MarkDirty(c);
+  if (c->client_.output_blocked()) c->worker().SchedulePump(c);  // the output drained
+  if (!c->out_.empty() || c->close_after_flush_) c->worker().MarkDirty(c);
 }
 
 namespace {
@@ -162,7 +169,7 @@ void Connection::BeginLinger() {
   // The MQTT conversation is over (nothing more is read or handled): release the session and publish
   // the will now. Waiting for the close would hold them for the whole linger when the peer is dead
   // (keep alive timeout), which never closes its side. OnClose's later call is a no-op.
-  client_->OnClosed();
+  client_.OnClosed();
   linger_until_ = std::chrono::steady_clock::now() + kLinger;
   auto* req = new uv_shutdown_t;
   req->data = this;
@@ -186,13 +193,22 @@ void Connection::OnTick() {
     if (std::chrono::steady_clock::now() >= linger_until_) CloseNow();
     return;
   }
-  client_->OnTick();  // anything it writes or closes marks the connection dirty itself
+  client_.OnTick();  // anything it writes or closes marks the connection dirty itself
+  ReleaseIdleBuffers();
+}
+
+void Connection::ReleaseIdleBuffers() {
+  // Between ticks a busy connection empties out_ every loop iteration, so this frees at most one small
+  // buffer per connection per second; an idle one drops its last reply's buffer (a v5 CONNACK with
+  // properties outgrows the string's inline capacity) and its spill.
+  if (out_.empty() && out_.capacity() > std::string().capacity()) std::string().swap(out_);
+  if (spill_ && spill_->in.empty() && spill_->writing.empty()) spill_.reset();
 }
 
 void Connection::CloseAfterFlush() {
   if (!close_after_flush_) linger_until_ = std::chrono::steady_clock::now() + kLinger;
   close_after_flush_ = true;
-  worker_.MarkDirty(this);
+  worker().MarkDirty(this);
 }
 
 void Connection::CloseNow() {
@@ -205,9 +221,9 @@ void Connection::CloseNow() {
 void Connection::OnClose(uv_handle_t* h) {
   auto* c = static_cast<Connection*>(h->data);
   c->link_->conn_ = nullptr;
-  c->client_->OnClosed();
+  c->client_.OnClosed();
   if (c->listener_) c->listener_->active.fetch_sub(1, std::memory_order_relaxed);
-  if (c->attached_) c->worker_.Detach(c);
+  if (c->attached_) c->worker().Detach(c);
   delete c;
 }
 

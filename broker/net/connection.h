@@ -43,14 +43,15 @@ class Connection final : public broker::Transport {
 
   // Transport
   std::string& OutBuffer() override;
-  size_t PendingOutBytes() const override { return out_.size() + writing_.size(); }
+  size_t PendingOutBytes() const override { return out_.size() + (spill_ ? spill_->writing.size() : 0); }
   void CloseAfterFlush() override;
   std::string_view PeerAddress() const override { return peer_; }
 
-  broker::Client& client() { return *client_; }
+  broker::Client& client() { return client_; }
   // The listener whose connection count this connection holds (released on close); null if uncounted.
   void set_listener(ListenerShared* l) { listener_ = l; }
-  // Loop thread, about once a second: keep alive, CONNECT timeout, end of the close linger.
+  // Loop thread, about once a second: keep alive, CONNECT timeout, end of the close linger; returns idle
+  // buffers to the allocator.
   void OnTick();
   // Loop thread: writes what is buffered (called by the worker once per iteration).
   void Flush();
@@ -62,6 +63,7 @@ class Connection final : public broker::Transport {
   bool pump_scheduled_ = false;
 
  private:
+  Connection(Worker& worker, std::shared_ptr<Link> link);
   static void OnAlloc(uv_handle_t* h, size_t suggested, uv_buf_t* buf);
   static void OnRead(uv_stream_t* s, ssize_t n, const uv_buf_t* buf);
   static void OnWrite(uv_write_t* req, int status);
@@ -73,21 +75,34 @@ class Connection final : public broker::Transport {
   // Closes the connection when its unwritten output passed limits.max_outbound_buffer; true if it did.
   bool CutIfOverLimit();
   void Consume(const char* data, size_t n);
+  void ReleaseIdleBuffers();
 
-  Worker& worker_;
-  uv_tcp_t tcp_;
-  std::shared_ptr<Link> link_;
-  std::unique_ptr<broker::Client> client_;
-  std::string peer_;
-  std::string in_;       // carry-over: the start of a packet not yet complete
-  std::string out_;      // appended by the client this iteration
-  std::string writing_;  // handed to the kernel, awaiting completion
-  std::unique_ptr<uv_write_t> write_req_;
+  // Buffers a connection needs only while a packet arrives in pieces or the kernel refuses part of a write.
+  // Allocated then, released by OnTick once empty: idle connections (most of them) carry none.
+  struct Spill {
+    std::string in;       // carry-over: the start of a packet not yet complete
+    std::string writing;  // handed to the kernel, awaiting completion
+    uv_write_t write_req;
+  };
+  Spill& spill() {
+    if (!spill_) spill_ = std::make_unique<Spill>();
+    return *spill_;
+  }
+
+  // First, so they share the padding after dirty_ and pump_scheduled_ (one Connection per client).
   bool close_after_flush_ = false;
   bool closing_ = false;
   bool attached_ = false;
-  ListenerShared* listener_ = nullptr;
   bool lingering_ = false;
+  // The worker is the loop's (uv_loop_t::data): one pointer less per connection.
+  Worker& worker() const { return *static_cast<Worker*>(tcp_.loop->data); }
+  uv_tcp_t tcp_;
+  Link* link_;  // owned by client_ (and by the session while bound)
+  broker::Client client_;
+  std::string peer_;
+  std::string out_;  // appended by the client this iteration
+  std::unique_ptr<Spill> spill_;
+  ListenerShared* listener_ = nullptr;
   SteadyTime linger_until_{};
 };
 
