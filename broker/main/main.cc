@@ -1,6 +1,7 @@
 // parleyd: loads the configuration, wires broker core, auth and network, and runs until SIGTERM/SIGINT.
 #include <malloc.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <spdlog/spdlog.h>
 
 #include <CLI/CLI.hpp>
@@ -84,6 +85,26 @@ int Fail(const std::string& msg) {
 
 }  // namespace
 
+// Every connection is an open file: the soft limit (often 1,024) would cap connections long before memory
+// does, so raise it to the hard limit, which only root can raise (systemd's LimitNOFILE, `ulimit -Hn`).
+void RaiseOpenFileLimit() {
+  rlimit rl{};
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return;
+  const rlim_t soft = rl.rlim_cur;
+  if (rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &rl) != 0) rl.rlim_cur = soft;
+  }
+  if (rl.rlim_cur == RLIM_INFINITY) {
+    spdlog::info("open files: no limit");
+  } else if (rl.rlim_cur != soft) {
+    spdlog::info("open files: limit raised from {} to {} (the hard limit; about as many connections)", soft,
+                 rl.rlim_cur);
+  } else {
+    spdlog::info("open files: limit {} (about as many connections; raise the hard limit for more)", rl.rlim_cur);
+  }
+}
+
 int main(int argc, char** argv) {
   CLI::App app{"parleyd — MQTT 3.1.1/5.0 broker with instant messaging built in"};
   std::string config_path;
@@ -125,6 +146,8 @@ int main(int argc, char** argv) {
   spdlog::set_level(level);
   if (cfg.log.format == "json")
     spdlog::set_pattern(R"({"ts":"%Y-%m-%dT%H:%M:%S.%e%z","level":"%l","msg":"%v"})");
+
+  RaiseOpenFileLimit();
 
   // Block the signals we handle before any thread starts, so only sigwait below sees them.
   sigset_t sigs;

@@ -1,6 +1,9 @@
 #include "broker/net/worker.h"
 
 #include <spdlog/spdlog.h>
+#include <sys/resource.h>
+
+#include <string>
 
 #include "broker/net/connection.h"
 #include "broker/net/server.h"
@@ -15,6 +18,11 @@ constexpr uint64_t kShutdownGraceMs = 2000;
 
 Worker::Worker(broker::Broker& broker, int index)
     : broker_(broker), index_(index), read_buffer_(new char[kReadBufferSize]) {
+  rlimit rl{};
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY) {
+    fd_limit_ = rl.rlim_cur;
+    fd_warn_at_ = fd_limit_ - fd_limit_ / 20;
+  }
   uv_loop_init(&loop_);
   loop_.data = this;
   uv_async_init(&loop_, &async_, &Worker::OnAsync);
@@ -172,12 +180,23 @@ void Worker::OnBrokerTick(uv_timer_t* h) {
 void Worker::OnConnection(uv_stream_t* server, int status) {
   auto* l = static_cast<Listener*>(server->data);
   Worker* w = l->worker;
-  if (status < 0 || w->shutting_down_) return;
+  if (w->shutting_down_) return;
+  if (status < 0) {
+    w->WarnAcceptTrouble(l, std::string("cannot accept connections: ") + uv_strerror(status));
+    return;
+  }
   auto* c = new Connection(*w);
   if (uv_accept(server, reinterpret_cast<uv_stream_t*>(c->handle())) != 0) {
     c->CloseNow();
     return;
   }
+  // Out of file descriptors, libuv accepts and closes pending connections itself (it keeps a spare
+  // descriptor for that) without telling us, so warn while descriptors run short instead.
+  uv_os_fd_t fd = -1;
+  if (w->fd_warn_at_ && uv_fileno(reinterpret_cast<uv_handle_t*>(c->handle()), &fd) == 0 &&
+      static_cast<uint64_t>(fd) >= w->fd_warn_at_)
+    w->WarnAcceptTrouble(l, "file descriptor " + std::to_string(fd) + " in use, near the open-file limit of " +
+                                std::to_string(w->fd_limit_) + ": connections beyond it are refused");
   // Over the listener's limit: accepted only to be closed at once (before CONNECT there is no
   // protocol version to answer in). Counted across workers.
   ListenerShared* shared = l->shared;
@@ -191,6 +210,16 @@ void Worker::OnConnection(uv_stream_t* server, int status) {
   }
   if (shared->max_connections) c->set_listener(shared);
   c->Start();
+}
+
+void Worker::WarnAcceptTrouble(const Listener* l, const std::string& what) {
+  // Once a second at most, with how many were not logged, so a flood neither goes unnoticed nor floods the log.
+  ++accept_trouble_;
+  const auto now = std::chrono::steady_clock::now();
+  if (now - accept_trouble_logged_ < std::chrono::seconds(1)) return;
+  spdlog::warn("listener {}: {} ({} such events since the last warning)", l->shared->name, what, accept_trouble_);
+  accept_trouble_ = 0;
+  accept_trouble_logged_ = now;
 }
 
 void Worker::Attach(Connection* c) {

@@ -5,6 +5,7 @@
 #include <uv.h>
 
 #include <atomic>
+#include <chrono>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -92,6 +93,12 @@ class Worker {
   std::vector<Connection*> flushing_;  // scratch for OnPrepare
   Connection* head_ = nullptr;  // intrusive list of live connections
   size_t connection_count_ = 0;
+  // Accept trouble (errors, file descriptors near the limit): counted, and logged once a second at most.
+  void WarnAcceptTrouble(const Listener* l, const std::string& what);
+  uint64_t accept_trouble_ = 0;
+  std::chrono::steady_clock::time_point accept_trouble_logged_{};
+  uint64_t fd_limit_ = 0;    // the process's open-file limit (0 = none known)
+  uint64_t fd_warn_at_ = 0;  // warn when an accepted connection's descriptor reaches this (95 % of the limit)
   std::unique_ptr<char[]> read_buffer_;
   bool shutting_down_ = false;
 };

@@ -22,7 +22,7 @@ PARLEYD = os.environ.get("PARLEYD", str(ROOT / "build" / "broker" / "main" / "pa
 class Broker:
     """A running parleyd. `port` is its MQTT port; `log()` returns what it printed so far."""
 
-    def __init__(self, config_text, tmpdir, extra_args=()):
+    def __init__(self, config_text, tmpdir, extra_args=(), preexec_fn=None):
         self.dir = pathlib.Path(tmpdir)
         self.config = self.dir / "parley.toml"
         self.config.write_text(config_text)
@@ -31,13 +31,15 @@ class Broker:
                      "--data-dir", str(self.dir / "data"), *extra_args]
         self.proc = None
         self.port = None
+        self.preexec_fn = preexec_fn  # run in the child before exec (e.g. to lower its open-file limit)
         self.start()
 
     def start(self):
         # The log is appended to across restarts: look for "listening on" only in what this run writes.
         offset = self.logfile.stat().st_size if self.logfile.exists() else 0
         self._log = open(self.logfile, "ab")
-        self.proc = subprocess.Popen(self.args, stdout=self._log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(self.args, stdout=self._log, stderr=subprocess.STDOUT,
+                                     preexec_fn=self.preexec_fn)
         deadline = time.time() + 10
         while time.time() < deadline:
             m = re.search(r"listening on [^ ]+:(\d+)", self.log()[offset:])
@@ -98,11 +100,11 @@ def make_broker():
     """Factory: make_broker(limits='max_qos = 1', auth='...', extra='...', files={'acl': '...'})."""
     started = []
 
-    def factory(limits="", auth="", extra="", files=None, config_text=None):
+    def factory(limits="", auth="", extra="", files=None, config_text=None, preexec_fn=None):
         tmp = tempfile.mkdtemp(prefix="parley-test-")
         for name, content in (files or {}).items():
             (pathlib.Path(tmp) / name).write_text(content)
-        b = Broker(config_text or make_config(limits, auth, extra), tmp)
+        b = Broker(config_text or make_config(limits, auth, extra), tmp, preexec_fn=preexec_fn)
         started.append(b)
         return b
 

@@ -331,3 +331,53 @@ max_connections = 2
     time.sleep(0.2)
     c4 = clients.raw(b.port)
     c4.connect(unique_id("mc"))
+
+
+def _nofile(soft, hard):
+    def apply():
+        import resource
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    return apply
+
+
+def test_open_file_limit_raised_to_hard_limit(make_broker):
+    """A soft open-file limit below the hard one would cap connections for nothing: parleyd raises it."""
+    b = make_broker(preexec_fn=_nofile(100, 200))
+    assert "open files: limit raised from 100 to 200" in b.log()
+    with open("/proc/%d/limits" % b.proc.pid) as f:
+        line = next(ln for ln in f if ln.startswith("Max open files"))
+    assert line.split()[3:5] == ["200", "200"], line
+
+
+def test_connections_beyond_open_file_limit_refused_broker_serves_on(make_broker, clients):
+    """More connections than file descriptors: the extra ones are closed, a warning says why, the broker keeps
+    serving the clients it has and accepts new ones once descriptors are free again."""
+    b = make_broker(preexec_fn=_nofile(64, 64))
+    keeper = clients(b.port, version=V311)
+    assert keeper.subscribe("fd/t", qos=1) == [1]
+    socks, refused = [], 0
+    for i in range(120):
+        try:
+            s = b.connect_raw(timeout=2)
+            s.sendall(mqtt_connect("fd-%03d" % i, version=V311))
+            socks.append(s)
+        except OSError:
+            refused += 1
+    for s in socks:  # an accepted one answers CONNACK; a refused one reads EOF or a reset
+        try:
+            s.settimeout(2)
+            if s.recv(4)[:1] != b"\x20":
+                refused += 1
+        except OSError:
+            refused += 1
+    assert refused > 0, "the limit of 64 descriptors should have refused some of 120 connections"
+    assert wait_for(lambda: "near the open-file limit" in b.log(), 3, 0.05), b.log()[-2000:]
+    assert b.alive()
+    # Once descriptors are free again, a new client connects, and the first one still gets its messages.
+    for s in socks:
+        s.close()
+    time.sleep(0.5)
+    pub = clients(b.port, version=V311)
+    pub.publish("fd/t", b"after", qos=1).wait_for_publish(5)
+    m = keeper.messages.get(timeout=5)
+    assert m.payload == b"after"
