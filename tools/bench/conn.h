@@ -25,20 +25,31 @@ class Conn {
   Conn(const Conn&) = delete;
   Conn& operator=(const Conn&) = delete;
 
-  // Starts the TCP connect. The worker hears back through OnHandshakeDone (ready or failed).
+  // Starts the TCP connect (from the next --source address, if any). The worker hears back through
+  // OnHandshakeDone (ready) or OnConnClosed (failed).
   void Start();
   // Ends the connection: DISCONNECT if the session is up (after what is buffered), then close. Idempotent.
   void Close();
   // Closes the socket now, without DISCONNECT.
   void ForceClose();
-  // Sends PINGREQ if nothing was written for half the keep alive.
+  // Every second: sends PINGREQ if nothing was written for half the keep alive (the broker drops a client
+  // silent for 1.5 keep alives), and gives up a handshake older than RunConfig::handshake_timeout_ns.
   void KeepAlive(uint64_t now_ns);
+  // Gives up a handshake still under way (counted like any other failure, under `why`). No-op once ready.
+  void AbandonHandshake(const std::string& why);
 
   bool open() const { return state_ == State::kOpen; }
   bool closed() const { return state_ == State::kClosed; }
   const std::string& client_id() const { return client_id_; }
   // Bytes read from the socket so far (every packet, all connections of this client).
   uint64_t bytes_read() const { return bytes_read_; }
+  // Keep alive traffic so far.
+  uint64_t pings_sent() const { return pings_sent_; }
+  uint64_t pingresps() const { return pingresps_; }
+  // The --source address this client binds to ("" if none).
+  std::string source_name() const;
+  // When Start() last began a TCP connect (uv_hrtime); 0 if never started.
+  uint64_t connect_start_ns() const { return connect_start_ns_; }
 
   // Clients other than Publisher and Subscriber (added to a worker with Worker::Add(unique_ptr<Conn>)) hear
   // of the run's phases here: kPublish when the run starts, kDrain when it stops sending.
@@ -62,6 +73,13 @@ class Conn {
   void Flush();
   // Records a fatal error for the run (prefixed with the client id) and closes.
   void Fail(const std::string& msg);
+  // A failure of the connection itself (connect error, CONNACK refusal, the broker closing or disconnecting
+  // it, a handshake timeout): fatal for the run (Fail(msg)) unless Tolerate(key) takes it, in which case the
+  // connection just closes. `key` is short and groups failures of one kind ("ECONNREFUSED", "CONNACK 0x87
+  // Not authorized", "closed by the broker").
+  void Lose(const std::string& key, const std::string& msg);
+  // Clients that measure failures instead of stopping on them (conns) record `key` and return true.
+  virtual bool Tolerate(const std::string& /*key*/) { return false; }
   // Tells the worker this client is ready for the run (once).
   void HandshakeDone();
   // Sends DISCONNECT, waits for the broker to close, then connects again (used to clear an old session).
@@ -98,6 +116,10 @@ class Conn {
   size_t Consume(const char* data, size_t n);
   void Handle(mqtt::Packet& p);
   void CloseHandle();
+  // Binds the socket to this client's --source address (IP_BIND_ADDRESS_NO_PORT: the port is picked at
+  // connect time, per destination, so each source address gives a whole ephemeral range per broker).
+  // Returns 0 or a libuv error code.
+  int BindSource();
 
   std::string client_id_;
   State state_ = State::kIdle;
@@ -113,6 +135,10 @@ class Conn {
   std::string writing_;  // bytes owned by the uv_write in flight
   uint64_t last_write_ns_ = 0;
   uint64_t bytes_read_ = 0;
+  uint64_t connect_start_ns_ = 0;
+  uint64_t pings_sent_ = 0;
+  uint64_t pingresps_ = 0;
+  int64_t source_ = -1;  // index into RunConfig::sources, taken at the first Start()
   uint16_t keep_alive_ = 0;  // as granted (v5 Server Keep Alive overrides ours)
 };
 

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <mutex>
 #include <string>
+#include <vector>
 
 #include "broker/codec/constants.h"
 
@@ -24,6 +25,15 @@ struct RunConfig {
   double rate_per_publisher = 0;  // messages/s; 0 = as fast as the window allows
   uint16_t keep_alive = 60;  // seconds
   uint32_t run_id = 0;       // stamped in every payload so messages of other runs are told apart
+  // --source: local addresses to bind before connecting, used round-robin (empty: the kernel picks).
+  std::vector<sockaddr_storage> sources;
+  std::vector<std::string> source_names;  // the same, as text, for messages
+  // Connecting, per worker loop: handshakes in flight at most, and (if > 0) connections started per second.
+  uint32_t max_connecting = 128;
+  double connect_rate = 0;
+  // > 0: a client that tolerates failures (the conns scenario) gives up a handshake (TCP connect to ready)
+  // after this long and counts it as refused ("timeout"); other clients are bounded by the coordinator.
+  uint64_t handshake_timeout_ns = 0;
 };
 
 // The phases of a run, in order. The coordinator only moves forward; kClose may follow any phase.
@@ -58,6 +68,11 @@ class Control {
 
   std::atomic<uint32_t> ready{0};            // clients connected (and subscribed) and waiting for kPublish
   std::atomic<uint32_t> publishers_done{0};  // publishers that sent their whole --count share
+  // Clients that tolerate failures (conns): handshakes that failed, and ready clients lost afterwards.
+  std::atomic<uint32_t> refused{0};
+  std::atomic<uint32_t> dropped{0};
+  // Round-robin over RunConfig::sources: each client takes the next index when it first connects.
+  std::atomic<uint32_t> next_source{0};
 
  private:
   std::atomic<int> phase_{0};

@@ -206,7 +206,8 @@ Status RunLive(const Options& o, const RunConfig& cfg, ImShared& shared, Report&
       plans.push_back(std::move(a));
     }
   }
-  if (Status s = EnsureFiles(plans.size()); !s.ok()) return s;
+  if (Status s = EnsureFiles(plans.size(), o.threads); !s.ok()) return s;
+  if (Status s = CheckPorts(plans.size(), cfg.sources.size()); !s.ok()) return s;
 
   Stage st(&cfg, o.threads, plans.size());
   std::vector<ImDevice*> senders(nsenders, nullptr), receivers;

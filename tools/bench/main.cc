@@ -32,6 +32,9 @@ void AddShared(CLI::App* sc, Options& o) {
       ->capture_default_str();
   sc->add_option("--keep-alive", o.keep_alive, "MQTT keep alive, seconds")->capture_default_str();
   sc->add_option("--broker-pid", o.broker_pid, "report this process's CPU seconds and RSS (from /proc)");
+  sc->add_option("--source", o.source,
+                 "local addresses to connect from, round-robin: a,b,c or a range 127.0.0.1-8 "
+                 "(default: the kernel picks)");
   sc->add_flag("--json", o.json, "print one JSON object instead of the text report");
 }
 
@@ -65,7 +68,7 @@ int main(int argc, char** argv) {
   CLI::App app{"parley-bench: MQTT 3.1.1/5.0 load generator. Every run stops by itself (--duration, --count)."};
   app.require_subcommand(1, 1);
 
-  std::vector<Options> opts(7);
+  std::vector<Options> opts(9);
   opts[0].scenario = "durable";
   opts[0].publishers = 4;
   opts[0].subscribers = 1;
@@ -98,6 +101,39 @@ int main(int argc, char** argv) {
   AddCommon(fanout, opts[3]);
   fanout->add_option("--subscribers", opts[3].subscribers, "subscribers")->check(CLI::Range(1, 100000))
       ->capture_default_str();
+
+  opts[7].scenario = "shared";
+  opts[7].publishers = 4;
+  opts[7].subscribers = 4;
+  CLI::App* shared = app.add_subcommand(
+      "shared", "P publishers (bench/shared/<p>) -> S subscribers in one shared subscription group "
+                "($share/bench/bench/shared/#): each message owed once to the group");
+  AddCommon(shared, opts[7]);
+  shared->add_option("--publishers", opts[7].publishers, "publishers")->check(CLI::Range(1, 100000))
+      ->capture_default_str();
+  shared->add_option("--subscribers", opts[7].subscribers, "members of the shared subscription group")
+      ->check(CLI::Range(1, 100000))->capture_default_str();
+
+  opts[8].scenario = "conns";
+  opts[8].inflight = 128;
+  CLI::App* conns = app.add_subcommand(
+      "conns", "connection ramp (N connections at --ramp-rate), idle hold (--hold s, keep alive only), DISCONNECT: "
+               "connect latency, refusals, drops, broker RSS per connection and idle CPU");
+  AddShared(conns, opts[8]);
+  conns->remove_option(conns->get_option("--grace"));  // nothing is published: no drain
+  conns->get_option("--connect-timeout")
+      ->description("seconds a handshake (connect to CONNACK / SUBACK) may take; the ramp ends at most this long "
+                    "after its schedule (--connections / --ramp-rate)");
+  conns->add_option("--connections", opts[8].connections, "connections to open")
+      ->check(CLI::Range(1, 10000000))->capture_default_str();
+  conns->add_option("--ramp-rate", opts[8].ramp_rate,
+                    "connections started per second, over all threads (0 = as fast as --inflight allows)")
+      ->capture_default_str();
+  conns->add_option("--inflight", opts[8].inflight, "handshakes (connect to CONNACK / SUBACK) in flight at most")
+      ->check(CLI::Range(1, 65535))->capture_default_str();
+  conns->add_option("--hold", opts[8].hold, "seconds to hold every connection idle after the ramp")
+      ->capture_default_str();
+  conns->add_flag("--subscribe", opts[8].subscribe, "each connection subscribes to bench/conns/<i> at QoS 1");
 
   opts[4].scenario = "im-direct";
   opts[4].pairs = 50;
@@ -169,7 +205,8 @@ int main(int argc, char** argv) {
   sigaction(SIGTERM, &sa, nullptr);
 
   auto result = parley::bench::IsImScenario(o.scenario) ? parley::bench::RunImScenario(o)
-                                                         : parley::bench::RunScenario(o);
+                : o.scenario == "conns"                   ? parley::bench::RunConnsScenario(o)
+                                                          : parley::bench::RunScenario(o);
   if (!result.ok()) {
     std::fprintf(stderr, "parley-bench: error: %s\n", result.status().message().c_str());
     return 2;

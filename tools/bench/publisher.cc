@@ -73,7 +73,11 @@ void Publisher::TrySend(uint64_t now_ns) {
 uint64_t Publisher::E2eCredit(uint64_t now_ns) {
   if (watched_.empty()) return window_;
   uint64_t min = UINT64_MAX;
-  for (const auto* c : watched_) min = std::min(min, c->load(std::memory_order_relaxed));
+  for (const auto& receiver : watched_) {
+    uint64_t got = 0;  // a group's members each count what they received; one copy each, normally
+    for (const auto* c : receiver) got += c->load(std::memory_order_relaxed);
+    min = std::min(min, got);
+  }
   if (min != last_min_ || last_progress_ns_ == 0) {
     last_min_ = min;
     last_progress_ns_ = now_ns;

@@ -1,7 +1,8 @@
 // A publishing client: sends numbered messages to one topic, keeping at most `window` QoS 1/2 messages
 // unacknowledged, either as fast as acknowledgements return or paced (--rate). QoS 0 has no acks, so
 // unpaced QoS 0 keeps at most `window` messages sent but not yet received by every subscriber of the
-// topic (an end-to-end window; without one the broker's queues, not its throughput, would be measured). Records ack latency (from
+// topic — for a shared subscription, by some member of the group — (an end-to-end window; without one the
+// broker's queues, not its throughput, would be measured). Records ack latency (from
 // writing PUBLISH to reading PUBACK / PUBCOMP) into its worker's histogram and which sequence numbers
 // were acknowledged. Loop thread only, except the *_mon monitors.
 #pragma once
@@ -29,9 +30,11 @@ class Publisher final : public Conn {
   void Pump();                   // QoS 0 unpaced: the next batch, once the socket took the last one
 
   uint32_t id() const { return id_; }
-  // Coordinator thread, before the worker starts: a subscriber's live count of messages received from
-  // this publisher (for the QoS 0 end-to-end window). The counter outlives this publisher's use of it.
-  void Watch(const std::atomic<uint64_t>* received) { watched_.push_back(received); }
+  // Coordinator thread, before the worker starts: the live counts of messages received from this publisher
+  // by one receiver — a subscriber, or the members of a shared subscription group, whose counts add up —
+  // for the QoS 0 end-to-end window (a message has arrived once every receiver has it). The counters
+  // outlive this publisher's use of them.
+  void Watch(std::vector<const std::atomic<uint64_t>*> receiver) { watched_.push_back(std::move(receiver)); }
 
   // Monitors for the coordinator thread (any thread, relaxed).
   std::atomic<uint64_t> acked_mon{0};
@@ -88,7 +91,7 @@ class Publisher final : public Conn {
   uint8_t last_reject_code_ = 0;
   SeqSet acked_set_;
   // QoS 0 end-to-end window.
-  std::vector<const std::atomic<uint64_t>*> watched_;
+  std::vector<std::vector<const std::atomic<uint64_t>*>> watched_;
   uint64_t forgiven_ = 0;        // messages written off after a stall (QoS 0 may be dropped)
   uint64_t last_progress_ns_ = 0;
   uint64_t last_min_ = 0;

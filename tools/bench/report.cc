@@ -120,10 +120,124 @@ void PrintImText(const Report& r, std::FILE* out) {
   PrintBroker(r, out);
 }
 
+// Broker memory per connection: the RSS it gained from before the ramp to the end of the hold, per
+// connection established. Negative if the broker gave memory back meanwhile.
+double RssBytesPerConn(const Report& r) {
+  const Report::Conns& c = *r.conns;
+  if (!r.has_broker || c.established == 0) return 0;
+  return (r.broker_after.rss_mb - r.broker_before.rss_mb) * 1024.0 * 1024.0 / static_cast<double>(c.established);
+}
+
+std::string ByReason(const std::map<std::string, uint64_t>& m) {
+  std::string out;
+  for (const auto& [why, n] : m) out += (out.empty() ? "" : ", ") + why + ": " + std::to_string(n);
+  return out;
+}
+
+void PrintConnsText(const Report& r, std::FILE* out) {
+  const Options& o = r.opts;
+  const Report::Conns& c = *r.conns;
+  std::string rate = o.ramp_rate > 0 ? std::to_string(static_cast<long long>(o.ramp_rate)) + "/s" : "max";
+  std::string src = o.source.empty() ? "kernel-chosen source address" : "sources " + o.source;
+  std::fprintf(out, "parley-bench conns -> %s:%u  MQTT %s, %u connections, ramp %s (at most %u handshakes in flight), "
+               "hold %g s, keep alive %u s, %s, %s, %u thread%s\n",
+               o.host.c_str(), o.port, o.mqtt_version == 5 ? "5" : "3.1.1", c.connections, rate.c_str(), o.inflight,
+               o.hold, o.keep_alive, o.subscribe ? "each subscribed at QoS 1" : "no subscriptions", src.c_str(),
+               o.threads, o.threads == 1 ? "" : "s");
+  std::fprintf(out, "  %-12s %u attempted, %u established, %u refused, %u never attempted in %.2f s (%s)\n", "ramp",
+               c.attempted, c.established, c.refused, c.not_attempted, c.ramp_s,
+               c.ramp_complete ? "complete" : "incomplete");
+  std::fprintf(out, "  %-12s %.0f established/s, %.0f attempts/s\n", "ramp rate", c.established_rate, c.attempt_rate);
+  if (!c.refusals.empty()) std::fprintf(out, "  %-12s %s\n", "refused", ByReason(c.refusals).c_str());
+  PrintLatency("connect", c.connect_latency, out);
+  if (o.subscribe) PrintLatency("subscribe", c.subscribe_latency, out);
+  std::fprintf(out,
+               "  %-12s %.2f s%s: %u dropped (and %u during the ramp); keep alive: %llu PINGREQ sent, "
+               "%llu PINGRESP%s\n",
+               "hold", c.hold_s, r.stop_reason == "interrupted" ? " (interrupted)" : "", c.dropped_hold,
+               c.dropped_ramp, U(c.pings_sent), U(c.pingresps),
+               o.keep_alive == 0 ? " (keep alive off)"
+               : o.keep_alive / 2.0 > c.ramp_s + c.hold_s ? " (none due: keep alive / 2 > ramp + hold)" : "");
+  if (!c.drops.empty()) std::fprintf(out, "  %-12s %s\n", "dropped", ByReason(c.drops).c_str());
+  if (!c.per_source.empty()) std::fprintf(out, "  %-12s %s\n", "per source", ByReason(c.per_source).c_str());
+  std::fprintf(out, "  %-12s %.2f s to DISCONNECT and close everything\n", "close", c.close_s);
+  if (r.has_broker) {
+    std::fprintf(out, "  %-12s pid %d: RSS %.1f MB before the ramp, %.1f MB after it, %.1f MB at the end of the hold "
+                 "(peak %.1f)\n", "broker", o.broker_pid, r.broker_before.rss_mb, c.broker_ramp.rss_mb,
+                 r.broker_after.rss_mb, r.broker_after.hwm_mb);
+    std::fprintf(out, "  %-12s %.0f bytes per connection (RSS end of hold - before ramp, / %u established)\n", "",
+                 RssBytesPerConn(r), c.established);
+    std::fprintf(out, "  %-12s %.2f CPU s during the ramp, %.2f during the %.2f s hold\n", "",
+                 c.broker_ramp.cpu_s - r.broker_before.cpu_s, r.broker_after.cpu_s - c.broker_ramp.cpu_s, c.hold_s);
+  }
+  std::fprintf(out, "  %-12s %.2f CPU s (ramp %.2f, hold %.2f)\n", "bench", r.bench_cpu_s, c.bench_cpu_ramp_s,
+               c.bench_cpu_hold_s);
+  for (const std::string& w : r.warnings) std::fprintf(out, "  warning: %s\n", w.c_str());
+}
+
+void PrintConnsJson(const Report& r, std::FILE* out) {
+  const Options& o = r.opts;
+  const Report::Conns& c = *r.conns;
+  nlohmann::ordered_json j;
+  j["scenario"] = o.scenario;
+  j["host"] = o.host;
+  j["port"] = o.port;
+  j["mqtt_version"] = o.mqtt_version == 5 ? "5" : "3.1.1";
+  j["connections"] = c.connections;
+  j["ramp_rate"] = o.ramp_rate;
+  j["inflight"] = o.inflight;
+  j["hold"] = o.hold;
+  j["keep_alive"] = o.keep_alive;
+  j["subscribe"] = o.subscribe;
+  j["source"] = o.source;
+  j["threads"] = o.threads;
+  j["run_id"] = r.run_id;
+  j["stop_reason"] = r.stop_reason;
+  j["attempted"] = c.attempted;
+  j["established"] = c.established;
+  j["refused"] = c.refused;
+  j["not_attempted"] = c.not_attempted;
+  j["refusals"] = c.refusals;
+  j["ramp_complete"] = c.ramp_complete;
+  j["ramp_s"] = c.ramp_s;
+  j["established_per_s"] = c.established_rate;
+  j["attempts_per_s"] = c.attempt_rate;
+  j["connect_latency"] = Latency(c.connect_latency);
+  j["subscribe_latency"] = o.subscribe ? Latency(c.subscribe_latency) : nlohmann::ordered_json(nullptr);
+  j["hold_s"] = c.hold_s;
+  j["dropped_hold"] = c.dropped_hold;
+  j["dropped_ramp"] = c.dropped_ramp;
+  j["drops"] = c.drops;
+  j["pings_sent"] = c.pings_sent;
+  j["pingresps"] = c.pingresps;
+  j["per_source"] = c.per_source;
+  j["close_s"] = c.close_s;
+  if (r.has_broker) {
+    nlohmann::ordered_json b;
+    b["pid"] = o.broker_pid;
+    b["rss_mb_before"] = r.broker_before.rss_mb;
+    b["rss_mb_after_ramp"] = c.broker_ramp.rss_mb;
+    b["rss_mb_end_of_hold"] = r.broker_after.rss_mb;
+    b["rss_peak_mb"] = r.broker_after.hwm_mb;
+    b["rss_bytes_per_connection"] = RssBytesPerConn(r);
+    b["cpu_s_ramp"] = c.broker_ramp.cpu_s - r.broker_before.cpu_s;
+    b["cpu_s_hold"] = r.broker_after.cpu_s - c.broker_ramp.cpu_s;
+    j["broker"] = b;
+  } else {
+    j["broker"] = nullptr;
+  }
+  j["bench_cpu_s"] = r.bench_cpu_s;
+  j["bench_cpu_ramp_s"] = c.bench_cpu_ramp_s;
+  j["bench_cpu_hold_s"] = c.bench_cpu_hold_s;
+  j["warnings"] = r.warnings;
+  std::fprintf(out, "%s\n", j.dump().c_str());
+}
+
 }  // namespace
 
 void PrintText(const Report& r, std::FILE* out) {
   if (r.im) return PrintImText(r, out);
+  if (r.conns) return PrintConnsText(r, out);
   const Options& o = r.opts;
   auto u = [](uint64_t v) { return static_cast<unsigned long long>(v); };
   std::fprintf(out, "parley-bench %s -> %s:%u  MQTT %s, QoS %d, %u B payload, %u publisher%s, %u subscriber%s, "
@@ -136,12 +250,23 @@ void PrintText(const Report& r, std::FILE* out) {
   std::fprintf(out, "  %-12s %llu sent, %llu acked, %llu refused, %llu unacked   %.0f acked/s\n", "publishes", u(r.sent),
                u(r.acked), u(r.rejected), u(r.unacked), r.acked_per_s);
   if (o.qos > 0) PrintLatency("ack latency", r.ack_latency, out);
-  std::fprintf(out, "  %-12s %llu of %llu owed, %llu duplicate, %llu reordered, %llu stale   %.0f deliveries/s\n",
-               "deliveries", u(r.delivered), u(r.expected), u(r.duplicates), u(r.reordered), u(r.stale),
-               r.delivered_per_s);
+  std::fprintf(out, "  %-12s %llu of %llu owed%s, %llu duplicate, %llu reordered, %llu stale   %.0f deliveries/s\n",
+               "deliveries", u(r.delivered), u(r.expected), r.shared ? " (once per message, to the group)" : "",
+               u(r.duplicates), u(r.reordered), u(r.stale), r.delivered_per_s);
+  if (r.shared) {
+    const Report::Shared& sh = *r.shared;
+    std::fprintf(out, "  %-12s $share/%s, %u members: %llu to %llu messages per member; %llu copies reached a "
+                 "second member\n", "group", sh.group.c_str(), o.subscribers, u(sh.min), u(sh.max),
+                 u(sh.duplicates_across));
+  }
   PrintLatency("e2e latency", r.e2e_latency, out);
-  std::fprintf(out, "  %-12s %llu owed deliveries missing (%llu distinct messages)%s\n", "lost", u(r.lost),
-               u(r.lost_messages), o.qos == 0 ? " — QoS 0: counted against messages sent" : "");
+  if (r.shared) {
+    std::fprintf(out, "  %-12s %llu acked messages no member received%s\n", "lost", u(r.lost),
+                 o.qos == 0 ? " — QoS 0: counted against messages sent" : "");
+  } else {
+    std::fprintf(out, "  %-12s %llu owed deliveries missing (%llu distinct messages)%s\n", "lost", u(r.lost),
+                 u(r.lost_messages), o.qos == 0 ? " — QoS 0: counted against messages sent" : "");
+  }
   if (!r.missing_examples.empty()) {
     std::string ex;
     for (const auto& m : r.missing_examples) {
@@ -162,6 +287,7 @@ void PrintText(const Report& r, std::FILE* out) {
 }
 
 void PrintJson(const Report& r, std::FILE* out) {
+  if (r.conns) return PrintConnsJson(r, out);
   const Options& o = r.opts;
   nlohmann::ordered_json j;
   j["scenario"] = o.scenario;
@@ -176,6 +302,7 @@ void PrintJson(const Report& r, std::FILE* out) {
   j["window"] = r.window;
   j["rate"] = o.rate;
   j["threads"] = o.threads;
+  j["source"] = o.source;
   j["run_id"] = r.run_id;
   j["setup_s"] = r.setup_s;
   j["publish_s"] = r.publish_s;
@@ -206,6 +333,17 @@ void PrintJson(const Report& r, std::FILE* out) {
     ex.push_back({{"subscriber", m.subscriber}, {"publisher", m.publisher}, {"seq", m.seq}});
   }
   j["missing_examples"] = ex;
+  if (r.shared) {
+    const Report::Shared& sh = *r.shared;
+    nlohmann::ordered_json g;
+    g["group"] = sh.group;
+    g["members"] = o.subscribers;
+    g["per_subscriber_min"] = sh.min;
+    g["per_subscriber_max"] = sh.max;
+    g["duplicates_across_members"] = sh.duplicates_across;
+    g["per_subscriber"] = sh.per_subscriber;
+    j["shared"] = g;
+  }
   if (r.has_broker) {
     double cpu = r.broker_after.cpu_s - r.broker_before.cpu_s;
     nlohmann::ordered_json b;

@@ -1,6 +1,8 @@
 #include "tools/bench/scenario.h"
 
+#include <arpa/inet.h>
 #include <netdb.h>
+#include <netinet/in.h>
 #include <sys/resource.h>
 #include <uv.h>
 
@@ -11,6 +13,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <memory>
 #include <random>
 #include <thread>
@@ -73,6 +76,9 @@ std::vector<ClientPlan> Plan(const Options& o) {
       } else if (sc == "fanin") {
         s.topic = "bench/fanin/#";
         s.sources = all;
+      } else if (sc == "shared") {
+        s.topic = "$share/bench/bench/shared/#";  // one group: each message goes to one member
+        s.sources = all;
       } else {
         s.topic = "bench/fanout";
         s.sources = all;
@@ -85,11 +91,110 @@ std::vector<ClientPlan> Plan(const Options& o) {
 
 constexpr size_t kMissingExamples = 8;
 
+// shared: each acked message is owed once to the whole group. A message some member received counts as
+// delivered once; every further copy (another member's, or the same member's again) is a duplicate; an acked
+// message no member received is lost.
+void CountShared(const std::vector<Publisher*>& pubs, const std::vector<Subscriber*>& subs, Report* rep) {
+  Report::Shared sh;
+  sh.min = UINT64_MAX;
+  for (Subscriber* s : subs) {
+    sh.per_subscriber.push_back(s->unique());
+    sh.min = std::min(sh.min, s->unique());
+    sh.max = std::max(sh.max, s->unique());
+  }
+  if (subs.empty()) sh.min = 0;
+  rep->delivered = 0;
+  rep->expected = 0;
+  for (Publisher* p : pubs) {
+    const SeqSet& acked = p->acked_set();
+    rep->expected += p->acked();
+    size_t words = acked.words();
+    for (Subscriber* s : subs) words = std::max(words, s->received(p->id())->words());
+    for (size_t i = 0; i < words; ++i) {
+      uint64_t seen = 0;
+      for (Subscriber* s : subs) {
+        uint64_t got = s->received(p->id())->word(i);
+        sh.duplicates_across += static_cast<uint64_t>(std::popcount(seen & got));
+        seen |= got;
+      }
+      rep->delivered += static_cast<uint64_t>(std::popcount(seen));
+      uint64_t miss = acked.word(i) & ~seen;
+      if (!miss) continue;
+      rep->lost += static_cast<uint64_t>(std::popcount(miss));
+      for (uint64_t m = miss; m != 0 && rep->missing_examples.size() < kMissingExamples; m &= m - 1) {
+        uint64_t seq = i * 64 + static_cast<uint64_t>(std::countr_zero(m));
+        rep->missing_examples.push_back({p->id(), seq, "$share/" + sh.group});
+      }
+    }
+  }
+  rep->lost_messages = rep->lost;
+  rep->duplicates += sh.duplicates_across;
+  rep->shared = std::move(sh);
+}
+
 double Secs(uint64_t ns) { return static_cast<double>(ns) / 1e9; }
 uint64_t Ns(double s) { return static_cast<uint64_t>(s * 1e9); }
 void Nap() { std::this_thread::sleep_for(std::chrono::milliseconds(1)); }
 
 }  // namespace
+
+std::string ParseSources(const std::string& spec, std::vector<sockaddr_storage>* addrs,
+                         std::vector<std::string>* names) {
+  addrs->clear();
+  names->clear();
+  auto add = [&](const std::string& text) -> bool {
+    sockaddr_storage ss{};
+    auto* v4 = reinterpret_cast<sockaddr_in*>(&ss);
+    auto* v6 = reinterpret_cast<sockaddr_in6*>(&ss);
+    if (inet_pton(AF_INET, text.c_str(), &v4->sin_addr) == 1) {
+      v4->sin_family = AF_INET;
+    } else if (inet_pton(AF_INET6, text.c_str(), &v6->sin6_addr) == 1) {
+      v6->sin6_family = AF_INET6;
+    } else {
+      return false;
+    }
+    addrs->push_back(ss);
+    names->push_back(text);
+    return true;
+  };
+  size_t pos = 0;
+  while (pos <= spec.size()) {
+    size_t comma = spec.find(',', pos);
+    std::string item = spec.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
+    pos = comma == std::string::npos ? spec.size() + 1 : comma + 1;
+    if (item.empty()) return "--source: empty address in \"" + spec + "\"";
+    size_t dash = item.find('-');
+    if (dash == std::string::npos) {
+      if (!add(item)) return "--source: not an IPv4 or IPv6 address: " + item;
+      continue;
+    }
+    // A range of IPv4 addresses differing in the last octet: 127.0.0.1-8 or 127.0.0.1-127.0.0.8.
+    std::string first = item.substr(0, dash), last = item.substr(dash + 1);
+    in_addr a{}, b{};
+    if (inet_pton(AF_INET, first.c_str(), &a) != 1) return "--source: not an IPv4 address: " + first;
+    uint32_t lo = ntohl(a.s_addr), hi = 0;
+    if (last.find('.') != std::string::npos) {
+      if (inet_pton(AF_INET, last.c_str(), &b) != 1) return "--source: not an IPv4 address: " + last;
+      hi = ntohl(b.s_addr);
+    } else {
+      char* end = nullptr;
+      unsigned long octet = std::strtoul(last.c_str(), &end, 10);
+      if (last.empty() || *end != '\0' || octet > 255) return "--source: bad range end in " + item;
+      hi = (lo & 0xFFFFFF00u) | static_cast<uint32_t>(octet);
+    }
+    if ((hi & 0xFFFFFF00u) != (lo & 0xFFFFFF00u) || hi < lo) {
+      return "--source: a range must go up within the last octet (like 127.0.0.1-8): " + item;
+    }
+    for (uint32_t x = lo; x <= hi; ++x) {
+      in_addr ia{htonl(x)};
+      char text[INET_ADDRSTRLEN];
+      inet_ntop(AF_INET, &ia, text, sizeof text);
+      add(text);
+    }
+  }
+  if (addrs->size() > 65536) return "--source: at most 65,536 addresses";
+  return "";
+}
 
 Status Resolve(const Options& o, RunConfig* cfg) {
   addrinfo hints{};
@@ -102,22 +207,61 @@ Status Resolve(const Options& o, RunConfig* cfg) {
   bool v6 = res->ai_family == AF_INET6;
   freeaddrinfo(res);
   cfg->target = (v6 ? "[" + o.host + "]" : o.host) + ":" + std::to_string(o.port);
+  if (!o.source.empty()) {
+    if (std::string e = ParseSources(o.source, &cfg->sources, &cfg->source_names); !e.empty()) {
+      return Status::Error(e);
+    }
+    for (size_t i = 0; i < cfg->sources.size(); ++i) {
+      if (cfg->sources[i].ss_family != cfg->addr.ss_family) {
+        return Status::Error("--source " + cfg->source_names[i] + " is not of the same address family as --host " +
+                             o.host);
+      }
+    }
+  }
   return Status::Ok();
 }
 
-// Each connection is a file descriptor; raise the soft limit towards the hard one if needed.
-Status EnsureFiles(size_t conns) {
+// Each connection is a file descriptor; besides them the tool needs a few of its own: stdio, and per loop
+// an epoll and an eventfd (and /proc files read while connections are open).
+Status EnsureFiles(size_t conns, size_t threads) {
   rlimit rl{};
   if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return Status::Ok();
-  rlim_t need = static_cast<rlim_t>(conns) + 64;
+  const rlim_t spare = 20 + 2 * static_cast<rlim_t>(threads > 1 ? threads - 1 : 0);
+  rlim_t need = static_cast<rlim_t>(conns) + spare;
   if (rl.rlim_cur >= need) return Status::Ok();
-  rl.rlim_cur = std::min(need, rl.rlim_max);
-  setrlimit(RLIMIT_NOFILE, &rl);
-  if (rl.rlim_cur < need) {
+  if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < need) {
+    rlim_t most = rl.rlim_max > spare ? rl.rlim_max - spare : 0;
     return Status::Error(std::to_string(conns) + " connections need " + std::to_string(need) +
-                         " open files; the hard limit is " + std::to_string(rl.rlim_max));
+                         " open files (one per connection, " + std::to_string(spare) +
+                         " for the tool), but the hard limit (ulimit -Hn) is " + std::to_string(rl.rlim_max) +
+                         ": one parley-bench process can hold at most " + std::to_string(most) +
+                         " connections here. Raise the hard limit, or split the load over several processes");
+  }
+  rlim_t old = rl.rlim_cur;
+  // The whole allowance (cheap: the broker side is what we measure); an unlimited hard limit still caps the
+  // soft one at fs.nr_open, so ask for what is needed then.
+  rl.rlim_cur = rl.rlim_max == RLIM_INFINITY ? need : rl.rlim_max;
+  if (setrlimit(RLIMIT_NOFILE, &rl) != 0) {
+    return Status::Error(std::to_string(conns) + " connections need " + std::to_string(need) +
+                         " open files; cannot raise the soft limit from " + std::to_string(old) + " to " +
+                         std::to_string(rl.rlim_max) + ": " + std::strerror(errno));
   }
   return Status::Ok();
+}
+
+Status CheckPorts(size_t conns, size_t sources) {
+  std::ifstream f("/proc/sys/net/ipv4/ip_local_port_range");
+  unsigned lo = 0, hi = 0;
+  if (!(f >> lo >> hi) || hi < lo) return Status::Ok();
+  size_t ports = hi - lo + 1;
+  size_t addrs = std::max<size_t>(1, sources);
+  size_t per = (conns + addrs - 1) / addrs;
+  if (per <= ports) return Status::Ok();
+  return Status::Error(std::to_string(conns) + " connections over " + std::to_string(addrs) +
+                       " source address" + (addrs == 1 ? "" : "es") + " need " + std::to_string(per) +
+                       " ports each, but the ephemeral port range is " + std::to_string(lo) + "-" +
+                       std::to_string(hi) + " (" + std::to_string(ports) + " ports): add addresses with --source " +
+                       "(e.g. 127.0.0.1-8)");
 }
 
 bool IsImScenario(const std::string& scenario) { return scenario.rfind("im-", 0) == 0; }
@@ -131,6 +275,16 @@ std::string Validate(const Options& o) {
   if (o.inflight < 1 || o.inflight > 65535) return "--inflight must be 1..65535";
   if (o.rate < 0) return "--rate must be >= 0";
   if (o.publishers < 1 || o.subscribers < 1) return "need at least one publisher and one subscriber";
+  if (!o.source.empty()) {
+    std::vector<sockaddr_storage> addrs;
+    std::vector<std::string> names;
+    if (std::string e = ParseSources(o.source, &addrs, &names); !e.empty()) return e;
+  }
+  if (o.scenario == "conns") {
+    if (o.connections < 1 || o.connections > 10'000'000) return "--connections must be 1..10,000,000";
+    if (!(o.ramp_rate >= 0)) return "--ramp-rate must be >= 0";
+    if (!(o.hold >= 0) || o.hold > 7 * 86400) return "--hold must be >= 0 (and at most a week)";
+  }
   if (o.threads < 1 || o.threads > 256) return "--threads must be 1..256";
   if (o.grace < 0 || o.grace > 3600) return "--grace must be 0..3600";
   if (!(o.connect_timeout > 0)) return "--connect-timeout must be > 0";
@@ -164,7 +318,9 @@ Result<Report> RunScenario(const Options& o) {
   rep.run_id = cfg.run_id;
 
   std::vector<ClientPlan> plan = Plan(o);
-  if (Status s = EnsureFiles(plan.size()); !s.ok()) return s;
+  if (Status s = EnsureFiles(plan.size(), o.threads); !s.ok()) return s;
+  if (Status s = CheckPorts(plan.size(), cfg.sources.size()); !s.ok()) return s;
+  const bool shared = o.scenario == "shared";
 
   std::string err;
   if (o.broker_pid > 0) {
@@ -198,8 +354,17 @@ Result<Report> RunScenario(const Options& o) {
   }
 
   if (o.qos == 0 && o.rate == 0) {
-    for (Subscriber* s : subs) {
-      for (uint32_t id : s->sources()) pubs[id]->Watch(s->received_count(id));
+    if (shared) {
+      // A message has arrived once any member of the group has it.
+      for (Publisher* p : pubs) {
+        std::vector<const std::atomic<uint64_t>*> group;
+        for (Subscriber* s : subs) group.push_back(s->received_count(p->id()));
+        p->Watch(std::move(group));
+      }
+    } else {
+      for (Subscriber* s : subs) {
+        for (uint32_t id : s->sources()) pubs[id]->Watch({s->received_count(id)});
+      }
     }
   }
 
@@ -282,6 +447,14 @@ Result<Report> RunScenario(const Options& o) {
     for (Publisher* p : pubs) {
       if (p->outstanding_mon.load(std::memory_order_relaxed) > 0) return false;
     }
+    if (shared) {  // each message owed once to the group
+      for (Publisher* p : pubs) {
+        uint64_t got = 0;
+        for (Subscriber* s : subs) got += s->received_count(p->id())->load(std::memory_order_relaxed);
+        if (got < p->acked_mon.load(std::memory_order_relaxed)) return false;
+      }
+      return true;
+    }
     for (Subscriber* s : subs) {
       uint64_t owed = 0;
       for (uint32_t id : s->sources()) owed += pubs[id]->acked_mon.load(std::memory_order_relaxed);
@@ -336,6 +509,7 @@ Result<Report> RunScenario(const Options& o) {
     last_delivery = std::max(last_delivery, s->last_delivery_ns());
     if (rep.min_granted_qos < 0 || s->granted_qos() < rep.min_granted_qos) rep.min_granted_qos = s->granted_qos();
     if (s->session_present()) rep.warnings.push_back(s->client_id() + " found an old session after clearing it");
+    if (shared) continue;  // owed once to the group: counted below
     for (uint32_t id : s->sources()) {
       const SeqSet& acked = pubs[id]->acked_set();
       const SeqSet* got = s->received(id);
@@ -354,6 +528,7 @@ Result<Report> RunScenario(const Options& o) {
     }
   }
   for (const SeqSet& m : missing) rep.lost_messages += m.Count();
+  if (shared) CountShared(pubs, subs, &rep);
   if (rep.publish_s > 0) rep.sent_per_s = static_cast<double>(rep.sent) / rep.publish_s;
   if (last_ack > start) rep.last_ack_s = Secs(last_ack - start);
   if (last_delivery > start) rep.last_delivery_s = Secs(last_delivery - start);
@@ -390,6 +565,15 @@ Result<Report> RunScenario(const Options& o) {
   }
   if (rep.stale > 0) rep.warnings.push_back(std::to_string(rep.stale) + " messages from another run were received");
   if (rep.unexpected > 0) rep.warnings.push_back(std::to_string(rep.unexpected) + " messages matched no expected publisher");
+  if (rep.shared) {
+    if (rep.shared->duplicates_across > 0) {
+      rep.warnings.push_back(std::to_string(rep.shared->duplicates_across) +
+                             " messages reached more than one member of the shared subscription group");
+    }
+    if (subs.size() > 1 && rep.shared->min == 0 && rep.delivered >= subs.size()) {
+      rep.warnings.emplace_back("a member of the shared subscription group received nothing");
+    }
+  }
   if (rep.unknown_acks > 0) rep.warnings.push_back(std::to_string(rep.unknown_acks) + " acks for unknown packet ids");
   return rep;
 }

@@ -2,6 +2,8 @@
 // the run through its phases (setup, publish, drain, close) and gathers the results.
 #pragma once
 
+#include <sys/socket.h>
+
 #include <atomic>
 #include <cstdint>
 #include <map>
@@ -16,7 +18,7 @@
 namespace parley::bench {
 
 struct Options {
-  std::string scenario;          // durable | p2p | fanin | fanout | im-direct | im-group | im-sync
+  std::string scenario;          // durable | p2p | fanin | fanout | shared | conns | im-direct | im-group | im-sync
   std::string host = "127.0.0.1";
   uint16_t port = 1883;
   int qos = 1;
@@ -34,6 +36,13 @@ struct Options {
   double connect_timeout = 10;   // seconds for every client to connect and subscribe
   int broker_pid = 0;
   uint16_t keep_alive = 60;
+  std::string source;            // --source: "a,b,c" or "127.0.0.1-8" (last octet range); "" = the kernel picks
+
+  // conns: a connection ramp, then an idle hold.
+  uint32_t connections = 1000;
+  double ramp_rate = 2000;       // connections started per second (all threads); 0 = as fast as --inflight allows
+  double hold = 10;              // seconds to hold every connection idle after the ramp
+  bool subscribe = false;        // each connection subscribes to bench/conns/<i> at QoS 1
 
   // p2p, im-direct
   uint32_t pairs = 10;
@@ -47,6 +56,10 @@ struct Options {
 };
 
 bool IsImScenario(const std::string& scenario);
+
+// Parses --source into addresses (and their text, for messages). An error message, or empty.
+std::string ParseSources(const std::string& spec, std::vector<sockaddr_storage>* addrs,
+                         std::vector<std::string>* names);
 
 // Checks option combinations; an error message, or empty.
 std::string Validate(const Options& o);
@@ -111,13 +124,51 @@ struct Report {
     Histogram request_latency;                 // reader: each sync / history request, written -> answer read
   };
   std::optional<Im> im;
+
+  // shared only: each acked message is owed once to the group (expected = acked). Above, `delivered` is the
+  // number of distinct messages some member received, `duplicates` the extra copies (a message two members
+  // got, or one member twice), `lost` = `lost_messages` the acked messages no member got.
+  struct Shared {
+    std::string group = "bench";
+    std::vector<uint64_t> per_subscriber;   // distinct messages each member received, by subscriber index
+    uint64_t min = 0, max = 0;              // spread of per_subscriber
+    uint64_t duplicates_across = 0;         // copies received by a second (third, ...) member
+  };
+  std::optional<Shared> shared;
+
+  // conns only (conns_scenario.cc). broker_before is sampled before the ramp, broker_after at the end of the
+  // hold (before DISCONNECT); ack/e2e fields above are unused.
+  struct Conns {
+    uint32_t connections = 0;               // --connections
+    uint32_t attempted = 0, established = 0, refused = 0, not_attempted = 0;
+    uint32_t dropped_ramp = 0, dropped_hold = 0;  // established, then lost before we disconnected
+    std::map<std::string, uint64_t> refusals;     // by reason: CONNACK code, errno name, "timeout", ...
+    std::map<std::string, uint64_t> drops;        // by reason
+    bool ramp_complete = false;             // every attempt concluded (ready or refused) before the deadline
+    double ramp_s = 0;                      // first connect started -> last attempt concluded
+    double hold_s = 0, close_s = 0;
+    double attempt_rate = 0;                // connections started per second over the ramp
+    double established_rate = 0;            // established per second: ramp start -> last CONNACK (SUBACK)
+    Histogram connect_latency;              // TCP connect start -> CONNACK
+    Histogram subscribe_latency;            // SUBSCRIBE written -> SUBACK (--subscribe)
+    uint64_t pings_sent = 0, pingresps = 0, unexpected = 0;
+    std::map<std::string, uint64_t> per_source;  // established connections by --source address
+    ProcSample broker_ramp;                 // after the ramp
+    double bench_cpu_ramp_s = 0, bench_cpu_hold_s = 0;
+  };
+  std::optional<Conns> conns;
 };
 
 struct RunConfig;
-// Shared by the scenario runners: resolves --host/--port into cfg->addr and cfg->target; raises the open-file
-// limit for `conns` connections (or says why it cannot).
+// Shared by the scenario runners: resolves --host/--port into cfg->addr and cfg->target, and --source into
+// cfg->sources (same address family as the host).
 Status Resolve(const Options& o, RunConfig* cfg);
-Status EnsureFiles(size_t conns);
+// Raises the open-file soft limit to the hard limit if `conns` connections (plus the tool's own files) need
+// more than the soft limit; an error naming the most connections the hard limit allows if that is not enough.
+Status EnsureFiles(size_t conns, size_t threads = 1);
+// `conns` connections to one broker over `sources` source addresses (0 = the kernel picks one) must fit the
+// ephemeral port range (/proc/sys/net/ipv4/ip_local_port_range) per source address.
+Status CheckPorts(size_t conns, size_t sources);
 
 // Set by the SIGINT/SIGTERM handler: 1 = stop publishing and report, 2+ = abandon the run.
 extern std::atomic<int> g_interrupts;
@@ -128,5 +179,8 @@ extern std::atomic<int> g_interrupts;
 Result<Report> RunScenario(const Options& o);
 // The same for the IM scenarios (im_scenarios.cc).
 Result<Report> RunImScenario(const Options& o);
+// The conns scenario (conns_scenario.cc): never blocks longer than (--connections / --ramp-rate) +
+// --connect-timeout + --hold + a few seconds.
+Result<Report> RunConnsScenario(const Options& o);
 
 }  // namespace parley::bench

@@ -1,5 +1,8 @@
 #include "tools/bench/worker.h"
 
+#include <algorithm>
+#include <cmath>
+
 #include "tools/bench/publisher.h"
 #include "tools/bench/subscriber.h"
 
@@ -17,7 +20,8 @@ Worker::Worker(Control* ctl, const RunConfig* cfg) : ctl_(ctl), cfg_(cfg) {
   uv_timer_init(&loop_, &pace_);
   uv_timer_init(&loop_, &force_);
   uv_idle_init(&loop_, &idle_);
-  wake_.data = tick_.data = pace_.data = force_.data = idle_.data = this;
+  uv_timer_init(&loop_, &ramp_);
+  wake_.data = tick_.data = pace_.data = force_.data = idle_.data = ramp_.data = this;
 }
 
 Worker::~Worker() {
@@ -27,10 +31,12 @@ Worker::~Worker() {
 void Worker::Add(std::unique_ptr<Publisher> p) { pubs_.push_back(std::move(p)); }
 void Worker::Add(std::unique_ptr<Subscriber> s) { subs_.push_back(std::move(s)); }
 void Worker::Add(std::unique_ptr<Conn> c) { others_.push_back(std::move(c)); }
+void Worker::AddIdle(std::unique_ptr<Conn> c) { idle_conns_.push_back(std::move(c)); }
 
 void Worker::Start() {
   for (auto& s : subs_) order_.push_back(s.get());
   for (auto& c : others_) order_.push_back(c.get());
+  for (auto& c : idle_conns_) order_.push_back(c.get());
   for (auto& p : pubs_) order_.push_back(p.get());
   thread_ = std::thread([this] { Run(); });
 }
@@ -51,6 +57,10 @@ void Worker::Run() {
     for (Conn* c : w->order_) c->KeepAlive(now);
   }, 1000, 1000);
   SyncPhase();  // the coordinator may have moved on (e.g. to kClose) before this thread ran
+  ramp_start_ns_ = uv_hrtime();
+  if (seen_ == Phase::kSetup && cfg_->connect_rate > 0) {
+    uv_timer_start(&ramp_, [](uv_timer_t* t) { static_cast<Worker*>(t->data)->StartMore(); }, 1, 1);
+  }
   if (seen_ == Phase::kSetup) StartMore();
   uv_run(&loop_, UV_RUN_DEFAULT);
   uv_loop_close(&loop_);
@@ -72,6 +82,9 @@ void Worker::SyncPhase() {
 }
 
 void Worker::EnterPublish() {
+  uv_timer_stop(&ramp_);
+  // conns: the ramp is over; a handshake still under way is given up (counted as refused).
+  for (auto& c : idle_conns_) c->AbandonHandshake("not ready when the ramp ended");  // as conns_scenario.cc
   for (auto& p : pubs_) p->Begin();
   for (auto& c : others_) c->OnPhase(Phase::kPublish);
   if (cfg_->rate_per_publisher > 0 || !others_.empty()) {
@@ -102,6 +115,7 @@ void Worker::EnterClose() {
   uv_timer_stop(&pace_);
   uv_idle_stop(&idle_);
   uv_timer_stop(&tick_);
+  uv_timer_stop(&ramp_);
   uv_timer_start(&force_, [](uv_timer_t* t) {
     for (Conn* c : static_cast<Worker*>(t->data)->order_) c->ForceClose();
   }, kForceCloseMs, 0);
@@ -110,10 +124,18 @@ void Worker::EnterClose() {
 }
 
 void Worker::StartMore() {
-  while (connecting_ < kMaxConnecting && next_start_ < order_.size() && seen_ == Phase::kSetup && !ctl_->failed()) {
+  size_t limit = order_.size();
+  if (cfg_->connect_rate > 0) {
+    // Connection k is due k / rate seconds after the loop started; a late loop catches up in a burst.
+    double due = static_cast<double>(uv_hrtime() - ramp_start_ns_) / 1e9 * cfg_->connect_rate;
+    limit = std::min(limit, static_cast<size_t>(std::floor(due)) + 1);
+  }
+  while (connecting_ < cfg_->max_connecting && next_start_ < limit && seen_ == Phase::kSetup && !ctl_->failed()) {
     ++connecting_;
+    started_mon_.store(static_cast<uint32_t>(next_start_ + 1), std::memory_order_relaxed);
     order_[next_start_++]->Start();
   }
+  if (next_start_ == order_.size()) uv_timer_stop(&ramp_);
 }
 
 void Worker::OnHandshakeDone(Conn*) {
@@ -141,6 +163,7 @@ void Worker::MaybeFinish() {
   uv_close(H(&pace_), nullptr);
   uv_close(H(&force_), nullptr);
   uv_close(H(&idle_), nullptr);
+  uv_close(H(&ramp_), nullptr);
 }
 
 }  // namespace parley::bench

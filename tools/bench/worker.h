@@ -34,6 +34,9 @@ class Worker {
   // Any other client (the IM scenarios' devices): told of phases by Conn::OnPhase, ticked every millisecond
   // during kPublish (Conn::OnTick). Connected after the subscribers, before the publishers.
   void Add(std::unique_ptr<Conn> c);
+  // A client that only connects and stays (the conns scenario): neither told of phases nor ticked, only
+  // kept alive. Connected after the other clients.
+  void AddIdle(std::unique_ptr<Conn> c);
   // Coordinator thread: runs the loop on a new thread; it connects its clients at once.
   void Start();
   // Any thread: the control block's phase changed.
@@ -49,8 +52,13 @@ class Worker {
   const std::vector<std::unique_ptr<Publisher>>& publishers() const { return pubs_; }
   const std::vector<std::unique_ptr<Subscriber>>& subscribers() const { return subs_; }
   const std::vector<std::unique_ptr<Conn>>& others() const { return others_; }
+  const std::vector<std::unique_ptr<Conn>>& idle_conns() const { return idle_conns_; }
   const Histogram& ack_latency() const { return ack_; }
   const Histogram& e2e_latency() const { return e2e_; }
+  const Histogram& connect_latency() const { return connect_; }
+  const Histogram& subscribe_latency() const { return subscribe_; }
+  // Any thread: clients this loop has started connecting (the conns scenario's "attempted").
+  uint32_t started() const { return started_mon_.load(std::memory_order_relaxed); }
 
   // --- Loop thread only: used by the connections. ---
   uv_loop_t* loop() { return &loop_; }
@@ -58,6 +66,8 @@ class Worker {
   const RunConfig& config() const { return *cfg_; }
   Histogram& ack_latency_mut() { return ack_; }
   Histogram& e2e_latency_mut() { return e2e_; }
+  Histogram& connect_latency_mut() { return connect_; }
+  Histogram& subscribe_latency_mut() { return subscribe_; }
   char* read_buffer() { return read_buf_.data(); }
   size_t read_buffer_size() const { return read_buf_.size(); }
   // A connection finished its handshake and is ready for the run.
@@ -66,8 +76,6 @@ class Worker {
   void OnConnClosed(Conn* c, bool was_connecting);
 
  private:
-  static constexpr size_t kMaxConnecting = 128;  // handshakes in flight per loop (listen backlogs are finite)
-
   void Run();
   void SyncPhase();
   void EnterPublish();
@@ -84,6 +92,7 @@ class Worker {
   uv_timer_t pace_{};   // 1 ms: paced publishers (--rate), and OnTick of the other clients
   uv_timer_t force_{};  // close phase: force-closes what did not close in time
   uv_idle_t idle_{};    // QoS 0 as fast as possible: the next batch once the socket took the last
+  uv_timer_t ramp_{};   // 1 ms during kSetup with RunConfig::connect_rate: starts the connections due
   std::mutex wake_mu_;
   bool wake_closed_ = false;  // guarded by wake_mu_
   std::thread thread_;
@@ -93,14 +102,19 @@ class Worker {
   std::vector<std::unique_ptr<Publisher>> pubs_;
   std::vector<std::unique_ptr<Subscriber>> subs_;
   std::vector<std::unique_ptr<Conn>> others_;
-  std::vector<Conn*> order_;  // connect order: subscribers first, then other clients, then publishers
+  std::vector<std::unique_ptr<Conn>> idle_conns_;
+  std::vector<Conn*> order_;  // connect order: subscribers, other clients, idle clients, publishers
   size_t next_start_ = 0;
+  uint64_t ramp_start_ns_ = 0;
+  std::atomic<uint32_t> started_mon_{0};
   size_t connecting_ = 0;
   size_t closed_ = 0;
   Phase seen_ = Phase::kSetup;
   bool handles_closed_ = false;
   Histogram ack_;
   Histogram e2e_;
+  Histogram connect_;    // TCP connect start -> CONNACK
+  Histogram subscribe_;  // SUBSCRIBE written -> SUBACK (conns --subscribe)
   std::vector<char> read_buf_ = std::vector<char>(64 * 1024);
 };
 
