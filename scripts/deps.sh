@@ -5,7 +5,8 @@ set -euo pipefail
 kind="${1:-build}"
 pkgs=(build-essential cmake ninja-build pkg-config
       libuv1-dev libssl-dev librocksdb-dev libprotobuf-dev protobuf-compiler
-      nlohmann-json3-dev libtomlplusplus-dev libspdlog-dev libfmt-dev libcli11-dev doctest-dev)
+      nlohmann-json3-dev libtomlplusplus-dev libspdlog-dev libfmt-dev libcli11-dev
+      doctest-dev libbenchmark-dev)
 case "$kind" in
   build) ;;
   test) pkgs+=(mosquitto mosquitto-clients python3 python3-paho-mqtt python3-pytest python3-pytest-timeout python3-protobuf python3-msgpack) ;;
