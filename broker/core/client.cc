@@ -41,9 +41,11 @@ size_t Client::OnData(std::span<const uint8_t> data) {
   if (state_ == State::kAwaitConnect || state_ == State::kConnected) last_rx_ = broker_.clock().Now();
   mqtt::DecodeOptions opts;
   opts.max_packet_size = broker_.options().max_packet_size;
+  // One Packet for the whole read: Decode emplaces each packet's alternative afresh, and a Packet is large
+  // (over 1 KB: constructing and destroying one per packet costs more than parsing a PUBACK).
+  mqtt::Packet packet;
   while (state_ == State::kAwaitConnect || state_ == State::kConnected) {
     opts.version = version_;
-    mqtt::Packet packet;
     mqtt::DecodeResult r = mqtt::Decode(data.subspan(total), opts, &packet);
     if (r.status == mqtt::DecodeStatus::kNeedMore) return total;
     if (r.status == mqtt::DecodeStatus::kError) {
