@@ -19,7 +19,6 @@
 #   SCENARIOS              which runs, in order (default: "direct group100 group1000 sync")
 set -uo pipefail
 
-root="$(cd "$(dirname "$0")/.." && pwd)"
 rounds="${1:-3}"
 secs="${2:-10}"
 case "$rounds$secs" in *[!0-9]*|"") echo "usage: $0 [ROUNDS] [SECONDS]" >&2; exit 2 ;; esac
@@ -32,60 +31,13 @@ for s in "${scenarios[@]}"; do
   case "$s" in direct|group100|group1000|sync) ;; *) echo "unknown scenario in SCENARIOS: $s" >&2; exit 2 ;; esac
 done
 
-if [ -x "$root/scripts/deps.sh" ]; then "$root/scripts/deps.sh" build >&2 || exit 1; fi
-build="${BUILD_DIR:-$root/build}"
-parleyd="${PARLEYD:-$build/broker/main/parleyd}"
-bench="${PARLEY_BENCH:-$build/tools/bench/parley-bench}"
-if [ "${NO_BUILD:-0}" != 1 ]; then
-  if [ -f "$build/CMakeCache.txt" ]; then
-    cmake --build "$build" -j "$(nproc)" --target parleyd parley-bench >&2 || exit 1
-  else
-    "$root/scripts/build.sh" "$build" >&2 || exit 1
-  fi
-fi
-for b in "$parleyd" "$bench" /usr/bin/python3; do
-  [ -x "$b" ] || { echo "missing executable: $b" >&2; exit 1; }
-done
-
-if [ "$(nproc)" -ge 2 ]; then
-  pin_broker=(taskset -c 0); pin_bench=(taskset -c 1); pinning="broker on CPU 0, parley-bench on CPU 1"
-else
-  pin_broker=(); pin_bench=(); pinning="one CPU: no pinning (figures less comparable)"
-fi
-
-work="$(mktemp -d -t parley-bench-im.XXXXXX)"
-broker_pid=""
-# shellcheck disable=SC2317  # called by the EXIT trap
-cleanup() {
-  if [ -n "$broker_pid" ]; then kill -KILL "$broker_pid" 2>/dev/null; wait "$broker_pid" 2>/dev/null; fi
-  rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-# True once something listens on 127.0.0.1:PORT (read from /proc: no probe connection to the broker).
-listening() {
-  local hex; hex=$(printf '%04X' "$1")
-  grep -q " 0100007F:$hex 00000000:0000 0A" /proc/net/tcp 2>/dev/null
-}
-
-stop_broker() {
-  [ -n "$broker_pid" ] || return 0
-  kill -TERM "$broker_pid" 2>/dev/null
-  for _ in $(seq 50); do kill -0 "$broker_pid" 2>/dev/null || break; sleep 0.1; done
-  if kill -0 "$broker_pid" 2>/dev/null; then
-    echo "  (broker pid $broker_pid ignored SIGTERM for 5 s; killed)" >&2
-    kill -KILL "$broker_pid" 2>/dev/null
-  fi
-  wait "$broker_pid" 2>/dev/null
-  broker_pid=""
-}
+# shellcheck source=scripts/bench-lib.sh
+. "$(dirname "$0")/bench-lib.sh"
+bench_init bench-im build
 
 # run_one NAME ROUND: a fresh parleyd, one parley-bench run; the JSON report goes to $work/NAME-ROUND.json.
 run_one() {
-  local name=$1 r=$2 port dir out args limit
-  dir="$(mktemp -d "$work/$name.XXXXXX")"
-  out="$work/$name-$r"
+  local name=$1 r=$2 port args limit
   case "$name" in
     direct)    port=18871; args=(im-direct --pairs 50 --inflight 16 --duration "$secs" "${direct_args[@]}") ;;
     group100)  port=18872; args=(im-group --members 100 --online 100 --senders 4 --inflight 16 --duration "$secs"
@@ -95,49 +47,14 @@ run_one() {
     sync)      port=18874; args=(im-sync --backlog 10000 --page 200 --inflight 64 --duration 120 --sync-timeout 60
                                  "${sync_args[@]}") ;;
   esac
-  mkdir -p "$dir/data"
-  cat > "$dir/parley.toml" <<EOF
-workers = 1
-data_dir = "$dir/data"
-[log]
-level = "warn"
-[[listener]]
-name = "mqtt"
-bind = "127.0.0.1"
-port = $port
-[storage]
-durability = "fsync"
-[im]
-enabled = true
-send_rate = 0
-EOF
-  "${pin_broker[@]}" "$parleyd" --config "$dir/parley.toml" > "$dir/broker.log" 2>&1 &
-  broker_pid=$!
-  for _ in $(seq 100); do
-    listening "$port" && break
-    kill -0 "$broker_pid" 2>/dev/null || break
-    sleep 0.05
-  done
-  if ! listening "$port"; then
-    echo "round $r: parleyd did not start listening on 127.0.0.1:$port; its log:" >&2
-    tail -n 20 "$dir/broker.log" >&2
-    stop_broker
-    rm -rf "$dir"
-    return 1
-  fi
+  start_parleyd "$port" '[log]' 'level = "warn"' '[storage]' 'durability = "fsync"' '[im]' 'enabled = true' \
+    'send_rate = 0' || { echo "round $r: $name: parleyd did not start" >&2; return 1; }
   # parley-bench stops by itself (its time bounds + a few seconds); timeout is a second line of defence.
   limit=$((secs + 60)); [ "$name" = sync ] && limit=260
-  timeout -k 5 "$limit" "${pin_bench[@]}" "$bench" "${args[@]}" --port "$port" --payload 64 \
-    --broker-pid "$broker_pid" --json > "$out.json" 2> "$out.err"
+  run_bench "$work/$name-$r" "$limit" "${args[@]}" --port "$port" --payload 64
   local rc=$?
+  [ $rc -ne 0 ] && echo "round $r: $name: parley-bench failed" >&2
   stop_broker
-  if [ $rc -ne 0 ]; then
-    echo "round $r: $name: parley-bench failed (exit $rc): $(tail -n 3 "$out.err")" >&2
-    echo "  broker log:" >&2
-    tail -n 10 "$dir/broker.log" | sed 's/^/    /' >&2
-    rm -f "$out.json"
-  fi
-  rm -rf "$dir"
   return $rc
 }
 
