@@ -1,7 +1,10 @@
 #include "broker/net/worker.h"
 
 #include <spdlog/spdlog.h>
+#include <fcntl.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <string>
 
@@ -18,6 +21,7 @@ constexpr uint64_t kShutdownGraceMs = 2000;
 
 Worker::Worker(broker::Broker& broker, int index)
     : broker_(broker), index_(index), read_buffer_(new char[kReadBufferSize]) {
+  ReopenReserve();
   rlimit rl{};
   if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY) {
     fd_limit_ = rl.rlim_cur;
@@ -45,6 +49,7 @@ Worker::~Worker() {
   uv_walk(&loop_, [](uv_handle_t* h, void*) { if (!uv_is_closing(h)) uv_close(h, nullptr); }, nullptr);
   uv_run(&loop_, UV_RUN_DEFAULT);
   uv_loop_close(&loop_);
+  if (reserve_fd_ >= 0) ::close(reserve_fd_);
 }
 
 bool Worker::AddListenFd(int fd, ListenerShared* shared, std::string* error) {
@@ -60,8 +65,39 @@ bool Worker::AddListenFd(int fd, ListenerShared* shared, std::string* error) {
     uv_close(reinterpret_cast<uv_handle_t*>(&h.release()->tcp), [](uv_handle_t* x) { delete static_cast<Listener*>(x->data); });
     return false;
   }
+  h->spare = ::fcntl(fd, F_DUPFD_CLOEXEC, 0);  // -1 if none is left: this listener then cannot pause
   listeners_.push_back(std::move(h));
   return true;
+}
+
+void Worker::PauseListener(Listener* l) {
+  if (l->spare < 0) return;  // nothing to resume from: libuv keeps retrying (and the tick keeps warning)
+  for (auto it = listeners_.begin(); it != listeners_.end(); ++it) {
+    if (it->get() != l) continue;
+    paused_.push_back(Paused{l->spare, l->shared});
+    l->spare = -1;
+    spdlog::error("listener {}: out of file descriptors, even to refuse connections: paused until some are free",
+                  l->shared->name);
+    // Closing the handle from its own callback ends libuv's accept loop; the socket stays open (the spare).
+    uv_close(reinterpret_cast<uv_handle_t*>(&it->release()->tcp),
+             [](uv_handle_t* x) { delete static_cast<Listener*>(x->data); });
+    listeners_.erase(it);
+    return;
+  }
+}
+
+void Worker::ResumeListeners() {
+  if (paused_.empty() || shutting_down_ || reserve_fd_ < 0) return;
+  std::vector<Paused> paused;
+  paused.swap(paused_);
+  for (const Paused& p : paused) {
+    std::string error;
+    if (AddListenFd(p.fd, p.shared, &error)) {
+      spdlog::warn("listener {}: accepting connections again", p.shared->name);
+    } else {
+      spdlog::error("listener {}: cannot listen again: {}", p.shared->name, error);
+    }
+  }
 }
 
 void Worker::Start() {
@@ -165,6 +201,8 @@ void Worker::OnPrepare(uv_prepare_t* h) {
 
 void Worker::OnTick(uv_timer_t* h) {
   auto* w = static_cast<Worker*>(h->data);
+  w->ReopenReserve();  // lost when another thread took the descriptor a shed freed
+  w->ResumeListeners();
   for (Connection* c = w->head_; c;) {
     Connection* next = c->next_;
     c->OnTick();
@@ -182,7 +220,13 @@ void Worker::OnConnection(uv_stream_t* server, int status) {
   Worker* w = l->worker;
   if (w->shutting_down_) return;
   if (status < 0) {
-    w->WarnAcceptTrouble(l, std::string("cannot accept connections: ") + uv_strerror(status));
+    // Out of descriptors, libuv calls back again and again while the connection waits in the backlog
+    // (its own reserve-descriptor trick needs a descriptor it may not have had): shed the backlog here.
+    const bool out_of_fds = status == UV_EMFILE || status == UV_ENFILE;
+    const uint64_t shed = out_of_fds ? w->ShedBacklog(server) : 0;
+    w->WarnAcceptTrouble(l, std::string("cannot accept connections: ") + uv_strerror(status) + "; " +
+                                std::to_string(shed) + " pending connections closed");
+    if (out_of_fds && shed == 0) w->PauseListener(l);  // l may be gone now
     return;
   }
   auto* c = new Connection(*w);
@@ -210,6 +254,28 @@ void Worker::OnConnection(uv_stream_t* server, int status) {
   }
   if (shared->max_connections) c->set_listener(shared);
   c->Start();
+}
+
+uint64_t Worker::ShedBacklog(uv_stream_t* server) {
+  uv_os_fd_t lfd = -1;
+  if (uv_fileno(reinterpret_cast<uv_handle_t*>(server), &lfd) != 0) return 0;
+  if (reserve_fd_ >= 0) {
+    ::close(reserve_fd_);  // one descriptor to accept with
+    reserve_fd_ = -1;
+  }
+  uint64_t shed = 0;
+  for (int i = 0; i < 65536; ++i) {  // bounded: a flood must not keep the loop here
+    const int fd = ::accept4(lfd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) break;  // EAGAIN: the backlog is empty; EMFILE: no descriptor at all (the tick retries)
+    ::close(fd);
+    ++shed;
+  }
+  ReopenReserve();
+  return shed;
+}
+
+void Worker::ReopenReserve() {
+  if (reserve_fd_ < 0) reserve_fd_ = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
 }
 
 void Worker::WarnAcceptTrouble(const Listener* l, const std::string& what) {
@@ -246,9 +312,13 @@ void Worker::Detach(Connection* c) {
 void Worker::BeginShutdown() {
   if (shutting_down_) return;
   shutting_down_ = true;
-  for (auto& l : listeners_)
+  for (auto& l : listeners_) {
+    if (l->spare >= 0) ::close(l->spare);
     uv_close(reinterpret_cast<uv_handle_t*>(&l.release()->tcp), [](uv_handle_t* x) { delete static_cast<Listener*>(x->data); });
+  }
   listeners_.clear();
+  for (const Paused& p : paused_) ::close(p.fd);
+  paused_.clear();
   for (Connection* c = head_; c; c = c->next_) {
     c->client().OnShutdown();
     MarkDirty(c);

@@ -75,8 +75,18 @@ class Worker {
     uv_tcp_t tcp;
     Worker* worker;
     ListenerShared* shared;
+    int spare = -1;  // a duplicate of the listening socket, so it can be paused and resumed (PauseListener)
   };
   std::vector<std::unique_ptr<Listener>> listeners_;
+  // Listeners paused because no descriptor was left even to shed their backlog: the socket (kept open by its
+  // spare descriptor) is listened on again by the tick once the reserve descriptor could be reopened.
+  struct Paused {
+    int fd;
+    ListenerShared* shared;
+  };
+  std::vector<Paused> paused_;
+  void PauseListener(Listener* l);
+  void ResumeListeners();
   std::thread thread_;
   std::atomic<std::thread::id> thread_id_{};
 
@@ -97,6 +107,11 @@ class Worker {
   void WarnAcceptTrouble(const Listener* l, const std::string& what);
   uint64_t accept_trouble_ = 0;
   std::chrono::steady_clock::time_point accept_trouble_logged_{};
+  // A descriptor held in reserve (on /dev/null): out of descriptors, it is closed to accept and close the
+  // connections waiting in the backlog, then reopened (ShedBacklog); the tick reopens it if that failed.
+  uint64_t ShedBacklog(uv_stream_t* server);
+  void ReopenReserve();
+  int reserve_fd_ = -1;
   uint64_t fd_limit_ = 0;    // the process's open-file limit (0 = none known)
   uint64_t fd_warn_at_ = 0;  // warn when an accepted connection's descriptor reaches this (95 % of the limit)
   std::unique_ptr<char[]> read_buffer_;

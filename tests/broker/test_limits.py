@@ -349,35 +349,57 @@ def test_open_file_limit_raised_to_hard_limit(make_broker):
     assert line.split()[3:5] == ["200", "200"], line
 
 
+def _ubsan_vptr_checked():
+    """True for a parleyd built with UBSan's vptr check. That check, on a cache miss, probes memory through a
+    pipe: with no file descriptor left it reports a valid object as having an "invalid vptr" (a known
+    sanitizer limitation, not a broker bug), so descriptor exhaustion cannot be tested under it."""
+    from conftest import PARLEYD
+    with open(PARLEYD, "rb") as f:
+        return b"__ubsan_handle_dynamic_type_cache_miss" in f.read()
+
+
+@pytest.mark.skipif(_ubsan_vptr_checked(), reason="UBSan's vptr check needs free file descriptors (false positives)")
 def test_connections_beyond_open_file_limit_refused_broker_serves_on(make_broker, clients):
-    """More connections than file descriptors: the extra ones are closed, a warning says why, the broker keeps
-    serving the clients it has and accepts new ones once descriptors are free again."""
+    """More connections than file descriptors: the extra ones are closed (or wait while the listener pauses), a
+    warning says why, the broker keeps serving the clients it has and accepts new ones once descriptors are free
+    again. Bounded: every socket operation has a short timeout and the flood stops after 10 s."""
     b = make_broker(preexec_fn=_nofile(64, 64))
     keeper = clients(b.port, version=V311)
     assert keeper.subscribe("fd/t", qos=1) == [1]
     socks, refused = [], 0
+    deadline = time.time() + 10
     for i in range(120):
+        if time.time() > deadline:
+            break
         try:
-            s = b.connect_raw(timeout=2)
+            s = b.connect_raw(timeout=0.5)
             s.sendall(mqtt_connect("fd-%03d" % i, version=V311))
             socks.append(s)
         except OSError:
             refused += 1
-    for s in socks:  # an accepted one answers CONNACK; a refused one reads EOF or a reset
+    for s in socks:  # an accepted one answers CONNACK; a refused one reads EOF or a reset, or nothing
         try:
-            s.settimeout(2)
+            s.settimeout(0.5)
             if s.recv(4)[:1] != b"\x20":
                 refused += 1
         except OSError:
             refused += 1
     assert refused > 0, "the limit of 64 descriptors should have refused some of 120 connections"
-    assert wait_for(lambda: "near the open-file limit" in b.log(), 3, 0.05), b.log()[-2000:]
+    assert wait_for(lambda: "near the open-file limit" in b.log() or "cannot accept" in b.log(), 3, 0.05), \
+        b.log()[-2000:]
     assert b.alive()
-    # Once descriptors are free again, a new client connects, and the first one still gets its messages.
+    # Once descriptors are free again (a paused listener resumes on the next tick), a new client connects, and
+    # the first one still gets its messages.
     for s in socks:
         s.close()
-    time.sleep(0.5)
-    pub = clients(b.port, version=V311)
+    pub = None
+    deadline = time.time() + 15
+    while pub is None:
+        try:
+            pub = clients(b.port, version=V311)
+        except (OSError, AssertionError):
+            assert time.time() < deadline, "no connection accepted after the flood ended\n" + b.log()[-2000:]
+            time.sleep(0.2)
     pub.publish("fd/t", b"after", qos=1).wait_for_publish(5)
     m = keeper.messages.get(timeout=5)
     assert m.payload == b"after"
