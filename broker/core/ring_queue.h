@@ -5,6 +5,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <stdexcept>
 #include <utility>
 
 namespace parley::broker {
@@ -60,8 +61,9 @@ class RingQueue {
 
  private:
   void Grow() {
-    // 32-bit counters keep an empty queue at 24 bytes (one per idle session); 2^31 entries is far beyond any
-    // queue limit (max_queued_messages is a uint32_t and memory runs out long before).
+    // 32-bit counters keep an empty queue at 24 bytes (one per idle session). 2^31 entries (tens of GB) is far
+    // beyond any sensible queue limit; past it the queue throws, as a full std::vector would.
+    if (cap_ > UINT32_MAX / 2) throw std::length_error("RingQueue: more than 2^31 entries");
     uint32_t ncap = cap_ ? cap_ * 2 : 4;
     T* nbuf = static_cast<T*>(::operator new(ncap * sizeof(T)));
     for (uint32_t i = 0; i < size_; ++i) {
