@@ -93,23 +93,7 @@ Result<Report> RunConnsScenario(const Options& o) {
   auto wake_all = [&] {
     for (auto& w : workers) w->Wake();
   };
-  // As in RunScenario: end every loop (DISCONNECT, forced close after 2 s) and never hang.
-  auto shut_down = [&] {
-    ctl.SetPhase(Phase::kClose);
-    wake_all();
-    uint64_t deadline = uv_hrtime() + Ns(5);
-    for (auto& w : workers) {
-      while (!w->finished()) {
-        if (uv_hrtime() > deadline) {
-          std::fprintf(stderr, "parley-bench: error: the client loops did not stop within 5 s; giving up\n");
-          std::fflush(nullptr);
-          std::_Exit(2);
-        }
-        Nap();
-      }
-      w->Join();
-    }
-  };
+  auto shut_down = [&] { StopWorkers(ctl, workers); };
   auto fail = [&](std::string msg) -> Result<Report> {
     shut_down();
     return Status::Error(std::move(msg));

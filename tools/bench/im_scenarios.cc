@@ -98,19 +98,7 @@ class Stage {
   void ShutDown() {
     if (!started_ || stopped_) return;
     stopped_ = true;
-    SetPhase(Phase::kClose);
-    uint64_t deadline = uv_hrtime() + Ns(5);
-    for (auto& w : workers_) {
-      while (!w->finished()) {
-        if (uv_hrtime() > deadline) {
-          std::fprintf(stderr, "parley-bench: error: the client loops did not stop within 5 s; giving up\n");
-          std::fflush(nullptr);
-          std::_Exit(2);
-        }
-        Nap();
-      }
-      w->Join();
-    }
+    StopWorkers(ctl_, workers_);
   }
 
  private:

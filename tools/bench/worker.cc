@@ -1,7 +1,11 @@
 #include "tools/bench/worker.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <thread>
 
 #include "tools/bench/publisher.h"
 #include "tools/bench/subscriber.h"
@@ -164,6 +168,23 @@ void Worker::MaybeFinish() {
   uv_close(H(&force_), nullptr);
   uv_close(H(&idle_), nullptr);
   uv_close(H(&ramp_), nullptr);
+}
+
+void StopWorkers(Control& ctl, const std::vector<std::unique_ptr<Worker>>& workers) {
+  ctl.SetPhase(Phase::kClose);
+  for (auto& w : workers) w->Wake();
+  const uint64_t deadline = uv_hrtime() + 5'000'000'000ull;
+  for (auto& w : workers) {
+    while (!w->finished()) {
+      if (uv_hrtime() > deadline) {
+        std::fprintf(stderr, "parley-bench: error: the client loops did not stop within 5 s; giving up\n");
+        std::fflush(nullptr);
+        std::_Exit(2);
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    w->Join();
+  }
 }
 
 }  // namespace parley::bench

@@ -118,4 +118,9 @@ class Worker {
   std::vector<char> read_buf_ = std::vector<char>(64 * 1024);
 };
 
+// Ends a run's loops: sets phase kClose (each loop sends DISCONNECT and force-closes what does not close in
+// 2 s), wakes them and joins their threads. A loop still running 5 s later means something is badly wrong:
+// the process then exits (status 2) rather than hang.
+void StopWorkers(Control& ctl, const std::vector<std::unique_ptr<Worker>>& workers);
+
 }  // namespace parley::bench
