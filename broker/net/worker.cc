@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 #include <fcntl.h>
+#include <cerrno>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -223,10 +224,11 @@ void Worker::OnConnection(uv_stream_t* server, int status) {
     // Out of descriptors, libuv calls back again and again while the connection waits in the backlog
     // (its own reserve-descriptor trick needs a descriptor it may not have had): shed the backlog here.
     const bool out_of_fds = status == UV_EMFILE || status == UV_ENFILE;
-    const uint64_t shed = out_of_fds ? w->ShedBacklog(server) : 0;
+    uint64_t shed = 0;
+    const bool shed_ok = out_of_fds && w->ShedBacklog(server, &shed);
     w->WarnAcceptTrouble(l, std::string("cannot accept connections: ") + uv_strerror(status) + "; " +
                                 std::to_string(shed) + " pending connections closed");
-    if (out_of_fds && shed == 0) w->PauseListener(l);  // l may be gone now
+    if (out_of_fds && !shed_ok) w->PauseListener(l);  // l may be gone now
     return;
   }
   auto* c = new Connection(*w);
@@ -234,8 +236,8 @@ void Worker::OnConnection(uv_stream_t* server, int status) {
     c->CloseNow();
     return;
   }
-  // Out of file descriptors, libuv accepts and closes pending connections itself (it keeps a spare
-  // descriptor for that) without telling us, so warn while descriptors run short instead.
+  // Out of file descriptors, libuv's own spare-descriptor trick (when it has its spare) accepts and closes
+  // pending connections without telling us, so warn while descriptors run short as well.
   uv_os_fd_t fd = -1;
   if (w->fd_warn_at_ && uv_fileno(reinterpret_cast<uv_handle_t*>(c->handle()), &fd) == 0 &&
       static_cast<uint64_t>(fd) >= w->fd_warn_at_)
@@ -256,22 +258,30 @@ void Worker::OnConnection(uv_stream_t* server, int status) {
   c->Start();
 }
 
-uint64_t Worker::ShedBacklog(uv_stream_t* server) {
+bool Worker::ShedBacklog(uv_stream_t* server, uint64_t* shed_count) {
+  if (shed_count) *shed_count = 0;
   uv_os_fd_t lfd = -1;
-  if (uv_fileno(reinterpret_cast<uv_handle_t*>(server), &lfd) != 0) return 0;
+  if (uv_fileno(reinterpret_cast<uv_handle_t*>(server), &lfd) != 0) return true;  // closing: nothing to shed
   if (reserve_fd_ >= 0) {
     ::close(reserve_fd_);  // one descriptor to accept with
     reserve_fd_ = -1;
   }
   uint64_t shed = 0;
+  bool stuck = false;
   for (int i = 0; i < 65536; ++i) {  // bounded: a flood must not keep the loop here
     const int fd = ::accept4(lfd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
-    if (fd < 0) break;  // EAGAIN: the backlog is empty; EMFILE: no descriptor at all (the tick retries)
+    if (fd < 0) {
+      // EAGAIN: the backlog is empty. EMFILE/ENFILE: not even one descriptor (another thread took the
+      // reserve's): the caller pauses the listener.
+      stuck = errno == EMFILE || errno == ENFILE;
+      break;
+    }
     ::close(fd);
     ++shed;
   }
   ReopenReserve();
-  return shed;
+  if (shed_count) *shed_count = shed;
+  return !stuck;
 }
 
 void Worker::ReopenReserve() {

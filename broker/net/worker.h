@@ -109,7 +109,8 @@ class Worker {
   std::chrono::steady_clock::time_point accept_trouble_logged_{};
   // A descriptor held in reserve (on /dev/null): out of descriptors, it is closed to accept and close the
   // connections waiting in the backlog, then reopened (ShedBacklog); the tick reopens it if that failed.
-  uint64_t ShedBacklog(uv_stream_t* server);
+  // False when not even one descriptor could be had (the listener must pause); *shed_count: connections closed.
+  bool ShedBacklog(uv_stream_t* server, uint64_t* shed_count);
   void ReopenReserve();
   int reserve_fd_ = -1;
   uint64_t fd_limit_ = 0;    // the process's open-file limit (0 = none known)
