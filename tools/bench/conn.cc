@@ -192,6 +192,16 @@ void Conn::Handle(mqtt::Packet& p) {
   }
 }
 
+void Conn::SubscribeOne(const std::string& filter, uint8_t qos) {
+  mqtt::Subscribe sub;
+  sub.packet_id = 1;
+  mqtt::Subscription s;
+  s.filter = filter;
+  s.opts.qos = qos;
+  sub.subscriptions.push_back(std::move(s));
+  Send(sub);
+}
+
 void Conn::Send(const mqtt::Packet& p) {
   if (mqtt::Encode(p, version_, &out_) == 0) {
     Fail(std::string("cannot encode ") + mqtt::PacketTypeName(mqtt::TypeOf(p)));

@@ -68,6 +68,8 @@ class Conn {
   virtual void PrepareDisconnect(mqtt::Disconnect*) {}
 
   void Send(const mqtt::Packet& p);
+  // SUBSCRIBE (packet id 1) to one filter.
+  void SubscribeOne(const std::string& filter, uint8_t qos);
   void SendPublish(const mqtt::PublishOut& p);
   // Writes out_ (uv_try_write, then uv_write for the rest). Safe to call at any time.
   void Flush();

@@ -17,21 +17,13 @@
 #include "tools/bench/control.h"
 #include "tools/bench/idle_conn.h"
 #include "tools/bench/scenario.h"
+#include "tools/bench/timing.h"
 #include "tools/bench/worker.h"
 
 namespace parley::bench {
 
 namespace {
 
-double Secs(uint64_t ns) {
-  return static_cast<double>(ns) / 1e9;
-}
-uint64_t Ns(double s) {
-  return static_cast<uint64_t>(s * 1e9);
-}
-void Nap() {
-  std::this_thread::sleep_for(std::chrono::milliseconds(1));
-}
 
 constexpr const char* kRampEnded = "not ready when the ramp ended";
 
@@ -82,12 +74,7 @@ Result<Report> RunConnsScenario(const Options& o) {
   }
 
   std::string err;
-  if (o.broker_pid > 0) {
-    auto b = ReadProc(o.broker_pid, &err);
-    if (!b) return Status::Error(err);
-    rep.has_broker = true;
-    rep.broker_before = *b;
-  }
+  if (Status s = SampleBrokerBefore(o, &rep); !s.ok()) return s;
   double cpu0 = SelfCpuSeconds();
 
   auto wake_all = [&] {

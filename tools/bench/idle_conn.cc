@@ -22,13 +22,7 @@ void IdleConn::OnConnack(const mqtt::Connack&) {
     Ready(now);
     return;
   }
-  mqtt::Subscribe sub;
-  sub.packet_id = 1;
-  mqtt::Subscription s;
-  s.filter = topic_;
-  s.opts.qos = 1;
-  sub.subscriptions.push_back(std::move(s));
-  Send(sub);
+  SubscribeOne(topic_, 1);
   subscribe_ns_ = now;
 }
 

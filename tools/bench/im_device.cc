@@ -69,13 +69,7 @@ void ImDevice::PrepareConnect(mqtt::Connect* c) {
 
 void ImDevice::OnConnack(const mqtt::Connack&) {
   window_ = std::max<uint32_t>(1, std::min<uint32_t>(config().window, server_receive_max_));
-  mqtt::Subscribe sub;
-  sub.packet_id = 1;
-  mqtt::Subscription s;
-  s.filter = topic_;
-  s.opts.qos = 1;
-  sub.subscriptions.push_back(std::move(s));
-  Send(sub);
+  SubscribeOne(topic_, 1);
 }
 
 void ImDevice::OnPacket(mqtt::Packet& p) {

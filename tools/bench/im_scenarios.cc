@@ -16,6 +16,7 @@
 #include "tools/bench/control.h"
 #include "tools/bench/im_device.h"
 #include "tools/bench/scenario.h"
+#include "tools/bench/timing.h"
 #include "tools/bench/worker.h"
 
 namespace parley::bench {
@@ -24,15 +25,6 @@ namespace {
 
 constexpr size_t kMissingExamples = 8;
 
-double Secs(uint64_t ns) {
-  return static_cast<double>(ns) / 1e9;
-}
-uint64_t Ns(double s) {
-  return static_cast<uint64_t>(s * 1e9);
-}
-void Nap() {
-  std::this_thread::sleep_for(std::chrono::milliseconds(1));
-}
 
 // One set of worker loops with its own control block: im-sync runs two of them, one after the other.
 class Stage {
@@ -579,14 +571,8 @@ Result<Report> RunImScenario(const Options& o) {
   std::snprintf(prefix, sizeof prefix, "b%08x", cfg.run_id);
   shared.prefix = prefix;
 
-  std::string err;
-  if (o.broker_pid > 0) {
-    auto b = ReadProc(o.broker_pid, &err);
-    if (!b) return Status::Error(err);
-    rep.has_broker = true;
-    rep.broker_before = *b;
-    rep.broker_after = *b;
-  }
+  if (Status s = SampleBrokerBefore(o, &rep); !s.ok()) return s;
+  rep.broker_after = rep.broker_before;
   double cpu0 = SelfCpuSeconds();
   Status s = o.scenario == "im-sync" ? RunSync(o, cfg, shared, rep) : RunLive(o, cfg, shared, rep);
   if (!s.ok()) return s;

@@ -23,6 +23,7 @@
 #include "tools/bench/publisher.h"
 #include "tools/bench/reasons.h"
 #include "tools/bench/subscriber.h"
+#include "tools/bench/timing.h"
 #include "tools/bench/worker.h"
 
 namespace parley::bench {
@@ -132,9 +133,6 @@ void CountShared(const std::vector<Publisher*>& pubs, const std::vector<Subscrib
   rep->shared = std::move(sh);
 }
 
-double Secs(uint64_t ns) { return static_cast<double>(ns) / 1e9; }
-uint64_t Ns(double s) { return static_cast<uint64_t>(s * 1e9); }
-void Nap() { std::this_thread::sleep_for(std::chrono::milliseconds(1)); }
 
 }  // namespace
 
@@ -302,6 +300,16 @@ std::string Validate(const Options& o) {
   return "";
 }
 
+Status SampleBrokerBefore(const Options& o, Report* rep) {
+  if (o.broker_pid <= 0) return Status::Ok();
+  std::string err;
+  auto b = ReadProc(o.broker_pid, &err);
+  if (!b) return Status::Error(err);
+  rep->has_broker = true;
+  rep->broker_before = *b;
+  return Status::Ok();
+}
+
 Result<Report> RunScenario(const Options& o) {
   Report rep;
   rep.opts = o;
@@ -323,12 +331,7 @@ Result<Report> RunScenario(const Options& o) {
   const bool shared = o.scenario == "shared";
 
   std::string err;
-  if (o.broker_pid > 0) {
-    auto b = ReadProc(o.broker_pid, &err);
-    if (!b) return Status::Error(err);
-    rep.has_broker = true;
-    rep.broker_before = *b;
-  }
+  if (Status s = SampleBrokerBefore(o, &rep); !s.ok()) return s;
   double cpu0 = SelfCpuSeconds();
 
   Control ctl;

@@ -165,6 +165,9 @@ struct RunConfig;
 Status Resolve(const Options& o, RunConfig* cfg);
 // Raises the open-file soft limit to the hard limit if `conns` connections (plus the tool's own files) need
 // more than the soft limit; an error naming the most connections the hard limit allows if that is not enough.
+// With --broker-pid, the broker's sample before the run (rep->broker_before, rep->has_broker); an error if its
+// /proc entries cannot be read. Without it, nothing.
+Status SampleBrokerBefore(const Options& o, Report* rep);
 Status EnsureFiles(size_t conns, size_t threads = 1);
 // `conns` connections to one broker over `sources` source addresses (0 = the kernel picks one) must fit the
 // ephemeral port range (/proc/sys/net/ipv4/ip_local_port_range) per source address.

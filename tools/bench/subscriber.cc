@@ -45,13 +45,7 @@ void Subscriber::OnConnack(const mqtt::Connack& ack) {
     return;
   }
   session_present_ = ack.session_present;
-  mqtt::Subscribe sub;
-  sub.packet_id = 1;
-  mqtt::Subscription s;
-  s.filter = filter_;
-  s.opts.qos = config().qos;
-  sub.subscriptions.push_back(std::move(s));
-  Send(sub);
+  SubscribeOne(filter_, static_cast<uint8_t>(config().qos));
 }
 
 void Subscriber::PrepareDisconnect(mqtt::Disconnect* d) {
