@@ -22,8 +22,6 @@
 
 namespace parley::im {
 
-namespace v1 = parley::im::v1;
-
 // Where a request came from and where its answer goes.
 struct Origin {
   std::string user;

@@ -1,5 +1,6 @@
 #include "im/format.h"
 
+#include <google/protobuf/descriptor.h>
 #include <google/protobuf/message.h>
 #include <google/protobuf/util/json_util.h>
 
@@ -71,18 +72,80 @@ class DepthLimitedSax : public nlohmann::detail::json_sax_dom_parser<nlohmann::j
   int depth_ = 0;
 };
 
+// Protobuf's JSON errors quote the offending input, which may be invalid UTF-8. The message goes back to the
+// client in Error.message, a proto3 string: invalid UTF-8 there makes the whole answer unparsable for a
+// protobuf client (and logs a protobuf ERROR per frame). Bytes that are not valid UTF-8 become '?'.
+std::string ValidUtf8(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  for (size_t i = 0; i < s.size();) {
+    const auto byte = [&](size_t k) { return static_cast<unsigned char>(s[i + k]); };
+    const unsigned char c = byte(0);
+    const size_t n = c < 0x80                 ? 1
+                     : c >= 0xC2 && c <= 0xDF ? 2
+                     : c >= 0xE0 && c <= 0xEF ? 3
+                     : c >= 0xF0 && c <= 0xF4 ? 4
+                                              : 0;  // a continuation byte, C0, C1 or F5..FF cannot start one
+    bool ok = n != 0 && i + n <= s.size();
+    for (size_t k = 1; ok && k < n; ++k) ok = (byte(k) & 0xC0) == 0x80;
+    // No overlong forms, no surrogates (U+D800..U+DFFF), nothing past U+10FFFF.
+    if (ok && n == 3) ok = !(c == 0xE0 && byte(1) < 0xA0) && !(c == 0xED && byte(1) >= 0xA0);
+    if (ok && n == 4) ok = !(c == 0xF0 && byte(1) < 0x90) && !(c == 0xF4 && byte(1) >= 0x90);
+    if (ok) {
+      out.append(s.substr(i, n));
+      i += n;
+    } else {
+      out += '?';
+      ++i;
+    }
+  }
+  return out;
+}
+
+// Removes the keys of `doc` that name no field of `d` (by JSON or proto name), in nested messages too. Map
+// fields are left alone (their keys are data, not field names; im.proto has none).
+void DropUnknownFields(nlohmann::json& doc, const google::protobuf::Descriptor* d) {
+  if (!doc.is_object()) return;
+  for (auto it = doc.begin(); it != doc.end();) {
+    const google::protobuf::FieldDescriptor* f = d->FindFieldByName(it.key());
+    for (int i = 0; f == nullptr && i < d->field_count(); ++i)
+      if (d->field(i)->json_name() == it.key()) f = d->field(i);
+    if (f == nullptr) {
+      it = doc.erase(it);
+      continue;
+    }
+    if (f->cpp_type() == google::protobuf::FieldDescriptor::CPPTYPE_MESSAGE && !f->is_map()) {
+      if (it->is_array()) {
+        for (nlohmann::json& e : *it) DropUnknownFields(e, f->message_type());
+      } else {
+        DropUnknownFields(*it, f->message_type());
+      }
+    }
+    ++it;
+  }
+}
+
 // Unknown fields are ignored (a newer client talking to an older server), but an unknown enum name is an
-// error: protobuf's ignore_unknown_fields would quietly read "MSG_FOO" as the enum's zero value.
+// error. protobuf's ignore_unknown_fields cannot give both: it also reads "MSG_FOO" as the enum's zero value.
+// So a request that names unknown fields has them removed, and the rest is parsed strictly.
 Status FromJson(std::string_view json, google::protobuf::Message* out) {
   pbutil::JsonParseOptions strict;
   auto st = pbutil::JsonStringToMessage(json, out, strict);
   if (!st.ok() && st.message().find("Cannot find field") != std::string_view::npos) {
-    out->Clear();
-    pbutil::JsonParseOptions lenient;
-    lenient.ignore_unknown_fields = true;
-    st = pbutil::JsonStringToMessage(json, out, lenient);
+    // Depth-limited like MsgPack: dump() recurses. Anything that fails here keeps the strict error.
+    nlohmann::json doc;
+    DepthLimitedSax sax(doc);
+    try {
+      if (nlohmann::json::sax_parse(json, &sax, nlohmann::json::input_format_t::json, /*strict=*/true) &&
+          !sax.is_errored()) {
+        DropUnknownFields(doc, out->GetDescriptor());
+        out->Clear();
+        st = pbutil::JsonStringToMessage(doc.dump(), out, strict);
+      }
+    } catch (const std::exception&) {
+    }
   }
-  if (!st.ok()) return Status::Error("invalid JSON request: " + std::string(st.message()));
+  if (!st.ok()) return Status::Error("invalid JSON request: " + ValidUtf8(std::string(st.message())));
   return Status::Ok();
 }
 

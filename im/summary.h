@@ -17,7 +17,6 @@
 
 namespace parley::im {
 
-namespace v1 = parley::im::v1;
 namespace st = parley::im::store;
 
 struct UnreadCounts {
