@@ -157,7 +157,7 @@ std::string PasswordFile::HashPassword(std::string_view password, int iterations
   return out;
 }
 
-AuthDecision PasswordFile::Authenticate(const ConnectInfo& info) const {
+AuthDecision PasswordFile::Authenticate(const ConnectInfo& info, Grant&) const {
   if (!info.username) return AuthDecision::kNoOpinion;
   const auto it = users_.find(*info.username);
   if (it == users_.end()) {

@@ -47,7 +47,7 @@ class PasswordFile final : public Authenticator {
   // kAllow otherwise. Constant-time comparison; an unknown name still costs one PBKDF2 run at the default
   // iteration count, so response time does not readily reveal which names exist. CPU only, no I/O.
   // Any thread.
-  AuthDecision Authenticate(const ConnectInfo& info) const override;
+  AuthDecision Authenticate(const ConnectInfo& info, Grant& grant) const override;
 
   size_t user_count() const { return users_.size(); }
   bool HasUser(std::string_view username) const { return users_.find(username) != users_.end(); }

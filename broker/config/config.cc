@@ -64,6 +64,23 @@ class Errors {
   std::vector<Issue> issues_;
 };
 
+// toml++'s descriptions may quote the file's bytes: escape control characters, so one error stays one line
+// and a file cannot forge log lines.
+std::string Printable(std::string_view text) {
+  std::string out;
+  for (unsigned char c : text) {
+    if (c < 0x20 || c == 0x7f) {
+      static constexpr char kHex[] = "0123456789abcdef";
+      out += "\\x";
+      out += kHex[c >> 4];
+      out += kHex[c & 15];
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  return out;
+}
+
 // A key as it would be written in TOML: bare if it can be, quoted otherwise.
 std::string KeyText(std::string_view key) {
   const bool bare = !key.empty() && std::all_of(key.begin(), key.end(), [](char c) {
@@ -186,11 +203,41 @@ class TableReader {
     const toml::node* n = Find(key);
     if (n == nullptr) return nullptr;
     if (const auto* v = n->as_string()) {
+      // TOML allows \u0000; C APIs taking these strings (addresses, paths) would stop at it.
+      if (v->get().find('\0') != std::string::npos) {
+        Error(*n, key, "must not contain a NUL character (\\u0000)");
+        return nullptr;
+      }
       *out = v->get();
       return n;
     }
     Error(*n, key, std::string("must be a string, not ") + TypeName(*n));
     return nullptr;
+  }
+
+  // An array of strings (possibly empty).
+  void StringArray(std::string_view key, std::vector<std::string>* out) {
+    const toml::node* n = Find(key);
+    if (n == nullptr) return;
+    const toml::array* arr = n->as_array();
+    if (arr == nullptr) {
+      Error(*n, key, std::string("must be an array of strings, not ") + TypeName(*n));
+      return;
+    }
+    std::vector<std::string> values;
+    for (const toml::node& e : *arr) {
+      const auto* v = e.as_string();
+      if (v == nullptr) {
+        Error(e, key, std::string("must be an array of strings; an element is ") + TypeName(e));
+        return;
+      }
+      if (v->get().find('\0') != std::string::npos) {
+        Error(e, key, "must not contain a NUL character (\\u0000)");
+        return;
+      }
+      values.push_back(v->get());
+    }
+    *out = std::move(values);
   }
 
   void OneOf(std::string_view key, std::initializer_list<std::string_view> allowed, std::string* out,
@@ -354,6 +401,31 @@ struct SeenListener {
   uint16_t port = 0;
 };
 
+Tls ReadTls(Errors& errors, const toml::table& t, const std::string& path) {
+  TableReader r(errors, t, path);
+  Tls tls;
+  if (const toml::node* n = r.String("cert_file", &tls.cert_file); n && tls.cert_file.empty())
+    r.Error(*n, "cert_file", "must not be empty");
+  else if (!t.contains("cert_file"))
+    r.Missing("cert_file", "required: the server certificate (PEM, chain allowed)");
+  if (const toml::node* n = r.String("key_file", &tls.key_file); n && tls.key_file.empty())
+    r.Error(*n, "key_file", "must not be empty");
+  else if (!t.contains("key_file"))
+    r.Missing("key_file", "required: the server certificate's private key (PEM)");
+  r.String("ca_file", &tls.ca_file);
+  r.Bool("require_client_cert", &tls.require_client_cert);
+  if (tls.require_client_cert && tls.ca_file.empty())
+    r.Missing("ca_file", "required when require_client_cert = true: the CAs that sign client certificates");
+  r.OneOf("username_from_cert", {"none", "cn", "san"}, &tls.username_from_cert);
+  if (tls.username_from_cert != "none" && tls.ca_file.empty())
+    r.Missing("ca_file", "required when username_from_cert is set: client certificates must be verified");
+  r.OneOf("min_version", {"1.2", "1.3"}, &tls.min_version, "older TLS versions are not offered");
+  r.String("ciphers", &tls.ciphers);
+  r.String("ciphersuites", &tls.ciphersuites);
+  r.Finish();
+  return tls;
+}
+
 void ReadListener(Errors& errors, const toml::table& t, size_t index, std::vector<SeenListener>* seen,
                   Config* config) {
   const std::string path = "listener[" + std::to_string(index) + "]";
@@ -391,10 +463,38 @@ void ReadListener(Errors& errors, const toml::table& t, size_t index, std::vecto
   }
 
   r.Integer("port", 0, 65535, &l.port);
-  r.OneOf("protocol", {"mqtt"}, &l.protocol, "mqtts, ws and wss are not supported yet");
+  r.OneOf("protocol", {"mqtt", "mqtts", "ws", "wss"}, &l.protocol,
+          "mqtt = TCP, mqtts = TLS, ws = WebSocket, wss = WebSocket over TLS");
   r.Integer("backlog", 1, 65535, &l.backlog);
   r.Integer("max_connections", 0, std::numeric_limits<uint32_t>::max(), &l.max_connections,
             "must be between 0 (unlimited) and 4294967295");
+  const bool wants_tls = l.protocol == "mqtts" || l.protocol == "wss";
+  const bool wants_ws = l.protocol == "ws" || l.protocol == "wss";
+  if (const toml::table* tt = r.Table("tls")) {
+    if (!wants_tls) {
+      r.Error(*tt, "tls", "only for protocol \"mqtts\" or \"wss\" (this listener is " + QuoteForMessage(l.protocol) + ")");
+    } else {
+      l.tls = ReadTls(errors, *tt, path + ".tls");
+    }
+  } else if (wants_tls) {
+    r.Missing("tls", "required for protocol " + QuoteForMessage(l.protocol) +
+                         ": a [listener.tls] table with cert_file and key_file");
+  }
+  if (const toml::table* wt = r.Table("websocket")) {
+    if (!wants_ws) {
+      r.Error(*wt, "websocket", "only for protocol \"ws\" or \"wss\" (this listener is " + QuoteForMessage(l.protocol) + ")");
+    } else {
+      TableReader w(errors, *wt, path + ".websocket");
+      if (const toml::node* n = w.String("path", &l.websocket.path)) {
+        const std::string& p = l.websocket.path;
+        const bool ok = !p.empty() && p[0] == '/' && p.size() <= 1024 &&
+                        std::all_of(p.begin(), p.end(), [](char c) { return c > 0x20 && c < 0x7f && c != '?' && c != '#'; });
+        if (!ok) w.Error(*n, "path", "must start with / and hold only visible ASCII without ? or # (got " + QuoteForMessage(p) + ")");
+      }
+      w.StringArray("allowed_origins", &l.websocket.allowed_origins);
+      w.Finish();
+    }
+  }
   r.Finish();
 
   // Two listeners on the same port and overlapping addresses cannot both bind. Port 0 picks a free port.
@@ -492,6 +592,55 @@ void ReadLimits(Errors& errors, const toml::table& t, Limits* limits) {
   r.Size("max_outbound_buffer", 1, kU64, &limits->max_outbound_buffer);
   r.Integer("max_retained_messages", 0, kU32, &limits->max_retained_messages,
             "must be between 0 (unlimited) and 4294967295");
+  constexpr std::string_view kUnlimited = "must be between 0 (unlimited) and 4294967295";
+  r.Integer("max_connections_per_address", 0, kU32, &limits->max_connections_per_address, kUnlimited);
+  r.Integer("connection_rate_per_address", 0, kU32, &limits->connection_rate_per_address, kUnlimited);
+  r.Integer("connection_burst_per_address", 0, kU32, &limits->connection_burst_per_address,
+            "must be between 0 (same as the rate) and 4294967295");
+  r.Integer("publish_rate", 0, kU32, &limits->publish_rate, kUnlimited);
+  r.Integer("publish_burst", 0, kU32, &limits->publish_burst, "must be between 0 (same as the rate) and 4294967295");
+  r.Size("publish_byte_rate", 0, kU64, &limits->publish_byte_rate);
+  r.Size("publish_byte_burst", 0, kU64, &limits->publish_byte_burst);
+  if (limits->publish_byte_rate && limits->publish_byte_burst &&
+      limits->publish_byte_burst < limits->max_packet_size) {
+    if (const toml::node* n = t.get("publish_byte_burst"))
+      r.Error(*n, "publish_byte_burst", "must be at least max_packet_size (" + std::to_string(limits->max_packet_size) +
+                                             " bytes), or one large PUBLISH could never pass");
+  }
+  r.Integer("flapping_max_connects", 0, 1000, &limits->flapping_max_connects, "must be between 0 (off) and 1000");
+  if (r.Duration("flapping_window", 1000, kDay, true, false, &ms))
+    limits->flapping_window = Seconds(static_cast<int64_t>(*ms / 1000));
+  if (r.Duration("flapping_ban", 1000, 366 * kDay, true, false, &ms))
+    limits->flapping_ban = Seconds(static_cast<int64_t>(*ms / 1000));
+  r.Finish();
+}
+
+void ReadOverload(Errors& errors, const toml::table& t, Overload* o) {
+  TableReader r(errors, t, "overload");
+  r.Size("memory_high", 0, std::numeric_limits<uint64_t>::max(), &o->memory_high);
+  std::optional<uint64_t> ms;
+  if (r.Duration("loop_lag_high", 0, 3'600'000, false, true, &ms)) o->loop_lag_high = Milliseconds(ms ? *ms : 0);
+  r.Finish();
+}
+
+void ReadJwt(Errors& errors, const toml::table& t, Jwt* jwt) {
+  TableReader r(errors, t, "auth.jwt");
+  if (!t.contains("algorithm")) r.Missing("algorithm", "required: \"HS256\", \"RS256\" or \"ES256\"");
+  r.OneOf("algorithm", {"HS256", "RS256", "ES256"}, &jwt->algorithm);
+  r.String("secret_file", &jwt->secret_file);
+  r.String("public_key_file", &jwt->public_key_file);
+  if (jwt->algorithm == "HS256" && jwt->secret_file.empty())
+    r.Missing("secret_file", "required for HS256: a file holding the shared secret");
+  if ((jwt->algorithm == "RS256" || jwt->algorithm == "ES256") && jwt->public_key_file.empty())
+    r.Missing("public_key_file", "required for " + jwt->algorithm + ": the PEM public key that verifies tokens");
+  if (const toml::node* n = r.String("username_claim", &jwt->username_claim); n && jwt->username_claim.empty())
+    r.Error(*n, "username_claim", "must not be empty");
+  r.String("acl_claim", &jwt->acl_claim);
+  r.String("issuer", &jwt->issuer);
+  r.String("audience", &jwt->audience);
+  std::optional<uint64_t> ms;
+  if (r.Duration("leeway", 0, 3'600'000, true, false, &ms)) jwt->leeway = Seconds(static_cast<int64_t>(*ms / 1000));
+  r.Bool("require_exp", &jwt->require_exp);
   r.Finish();
 }
 
@@ -500,6 +649,13 @@ void ReadAuth(Errors& errors, const toml::table& t, Auth* auth) {
   r.Bool("allow_anonymous", &auth->allow_anonymous);
   r.String("password_file", &auth->password_file);
   r.String("acl_file", &auth->acl_file);
+  r.String("scram_file", &auth->scram_file);
+  r.String("ban_file", &auth->ban_file);
+  if (const toml::table* j = r.Table("jwt")) {
+    Jwt jwt;
+    ReadJwt(errors, *j, &jwt);
+    auth->jwt = std::move(jwt);
+  }
   r.Finish();
 }
 
@@ -578,7 +734,7 @@ Result<Config> Parse(std::string_view text, const std::string& name, const fs::p
   } catch (const toml::parse_error& e) {
     const toml::source_position& at = e.source().begin;
     return Status::Error(name + ":" + std::to_string(at.line == 0 ? 1 : at.line) + ":" +
-                         std::to_string(at.column) + ": TOML syntax error: " + std::string(e.description()));
+                         std::to_string(at.column) + ": TOML syntax error: " + Printable(e.description()));
   }
 
   Errors errors(name);
@@ -592,6 +748,7 @@ Result<Config> Parse(std::string_view text, const std::string& name, const fs::p
   ReadListeners(errors, root, &config);
   if (const toml::table* t = root.Table("limits")) ReadLimits(errors, *t, &config.limits);
   if (const toml::table* t = root.Table("auth")) ReadAuth(errors, *t, &config.auth);
+  if (const toml::table* t = root.Table("overload")) ReadOverload(errors, *t, &config.overload);
   if (const toml::table* t = root.Table("sys")) ReadSys(errors, *t, &config.sys);
   if (const toml::table* t = root.Table("storage")) ReadStorage(errors, *t, &config.storage);
   if (const toml::table* t = root.Table("im")) ReadIm(errors, *t, &config.im);
@@ -601,6 +758,18 @@ Result<Config> Parse(std::string_view text, const std::string& name, const fs::p
   ResolvePath(base_dir, &config.data_dir);
   ResolvePath(base_dir, &config.auth.password_file);
   ResolvePath(base_dir, &config.auth.acl_file);
+  ResolvePath(base_dir, &config.auth.scram_file);
+  ResolvePath(base_dir, &config.auth.ban_file);
+  if (config.auth.jwt) {
+    ResolvePath(base_dir, &config.auth.jwt->secret_file);
+    ResolvePath(base_dir, &config.auth.jwt->public_key_file);
+  }
+  for (Listener& l : config.listeners) {
+    if (!l.tls) continue;
+    ResolvePath(base_dir, &l.tls->cert_file);
+    ResolvePath(base_dir, &l.tls->key_file);
+    ResolvePath(base_dir, &l.tls->ca_file);
+  }
   config.source_path = name;
   return config;
 }

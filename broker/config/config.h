@@ -16,13 +16,37 @@ namespace parley::config {
 using Seconds = std::chrono::seconds;
 using Milliseconds = std::chrono::milliseconds;
 
+// [listener.tls]: for protocol "mqtts" and "wss" (docs/security.md).
+struct Tls {
+  std::string cert_file;            // PEM, chain allowed; required
+  std::string key_file;             // PEM; required
+  std::string ca_file;              // PEM CAs that sign client certificates; "" = none requested
+  bool require_client_cert = false;  // needs ca_file
+  std::string username_from_cert = "none";  // "none" | "cn" | "san": the verified certificate's name is the user name
+  std::string min_version = "1.2";  // "1.2" | "1.3"
+  std::string ciphers;              // TLS 1.2 cipher list; "" = OpenSSL's default
+  std::string ciphersuites;         // TLS 1.3 suites; "" = OpenSSL's default
+
+  friend bool operator==(const Tls&, const Tls&) = default;
+};
+
+// [listener.websocket]: for protocol "ws" and "wss".
+struct WebSocket {
+  std::string path = "/mqtt";
+  std::vector<std::string> allowed_origins;  // empty = any Origin (or none)
+
+  friend bool operator==(const WebSocket&, const WebSocket&) = default;
+};
+
 struct Listener {
   std::string name;              // unique; used in logs and metrics
   std::string bind = "127.0.0.1";  // IPv4 or IPv6 literal; "0.0.0.0" / "::" for all interfaces
   uint16_t port = 1883;          // 0 = pick a free port (tests)
-  std::string protocol = "mqtt";   // "mqtt" (plain TCP). Later: "mqtts", "ws", "wss".
+  std::string protocol = "mqtt";   // "mqtt" (TCP), "mqtts" (TLS), "ws" (WebSocket), "wss" (WebSocket over TLS)
   int backlog = 1024;
   uint32_t max_connections = 0;  // 0 = unlimited (bounded by the process's open-file limit)
+  std::optional<Tls> tls;        // set for mqtts / wss
+  WebSocket websocket;           // ws / wss only
 
   friend bool operator==(const Listener&, const Listener&) = default;
 };
@@ -48,16 +72,58 @@ struct Limits {
   Milliseconds connect_timeout{10'000};    // time from TCP accept to a complete CONNECT
   uint64_t max_outbound_buffer = 16ull * 1024 * 1024;  // bytes pending to a slow reader before we cut it
   uint32_t max_retained_messages = 0;      // 0 = unlimited
+  // Per client address (IPv6 by /64), across listeners. 0 = unlimited.
+  uint32_t max_connections_per_address = 0;
+  uint32_t connection_rate_per_address = 0;   // new connections per second; 0 = unlimited
+  uint32_t connection_burst_per_address = 0;  // 0 = same as the rate
+  // Per client: inbound PUBLISH packets and bytes per second (token buckets); past them the broker stops
+  // reading the client's socket until the bucket refills. 0 = unlimited.
+  uint32_t publish_rate = 0;
+  uint32_t publish_burst = 0;                 // 0 = same as the rate
+  uint64_t publish_byte_rate = 0;
+  uint64_t publish_byte_burst = 0;            // 0 = same as the rate
+  // Flapping: more than flapping_max_connects CONNECTs of one client id within flapping_window bans that
+  // client id for flapping_ban. 0 = off.
+  uint32_t flapping_max_connects = 0;
+  Seconds flapping_window{60};
+  Seconds flapping_ban{300};
 
   friend bool operator==(const Limits&, const Limits&) = default;
+};
+
+// [auth.jwt]: a JSON Web Token as the MQTT password (docs/security.md).
+struct Jwt {
+  std::string algorithm;        // "HS256" | "RS256" | "ES256"
+  std::string secret_file;      // HS256: the shared secret (file contents, trailing newline stripped)
+  std::string public_key_file;  // RS256 / ES256: PEM public key
+  std::string username_claim = "sub";
+  std::string acl_claim;        // "" = tokens carry no ACL
+  std::string issuer;           // "" = not checked
+  std::string audience;         // "" = not checked
+  Seconds leeway{30};
+  bool require_exp = true;
+
+  friend bool operator==(const Jwt&, const Jwt&) = default;
 };
 
 struct Auth {
   bool allow_anonymous = true;
   std::string password_file;  // mosquitto_passwd format ($7$ PBKDF2-SHA512, $6$ salted SHA-512)
   std::string acl_file;       // mosquitto ACL file format
+  std::string scram_file;     // SCRAM-SHA-256 verifiers for MQTT 5 enhanced authentication; "" = off
+  std::string ban_file;       // persistent bans (client id, user name, address / CIDR); "" = none
+  std::optional<Jwt> jwt;     // set when [auth.jwt] is present
 
   friend bool operator==(const Auth&, const Auth&) = default;
+};
+
+// [overload]: above a watermark new connections are refused (v5 CONNACK 0x89 Server busy) and inbound
+// QoS 0 messages are dropped, until the broker is back under it.
+struct Overload {
+  uint64_t memory_high = 0;         // bytes of resident memory; 0 = not watched
+  Milliseconds loop_lag_high{1000};  // event-loop lag of any worker; 0 = not watched
+
+  friend bool operator==(const Overload&, const Overload&) = default;
 };
 
 struct Sys {
@@ -112,6 +178,7 @@ struct Config {
   std::vector<Listener> listeners;  // at least one
   Limits limits;
   Auth auth;
+  Overload overload;
   Sys sys;
   Storage storage;
   Im im;

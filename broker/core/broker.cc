@@ -27,21 +27,24 @@ Broker::Broker(BrokerOptions options, const Clock& clock, int workers)
 
 Broker::~Broker() = default;
 
-AuthDecision Broker::Authenticate(const ConnectInfo& info) const {
+AuthDecision Broker::Authenticate(const ConnectInfo& info, Grant& grant) const {
   for (const Authenticator* a : authenticators_) {
-    AuthDecision d = a->Authenticate(info);
+    AuthDecision d = a->Authenticate(info, grant);
     if (d != AuthDecision::kNoOpinion) return d;
   }
   if (!info.username) return options_.allow_anonymous ? AuthDecision::kAllow : AuthDecision::kNotAuthorized;
   // A user name nobody vouches for: accepted only in an open broker with no credential store.
-  if (authenticators_.empty() && options_.allow_anonymous) return AuthDecision::kAllow;
+  if (authenticators_.empty() && enhanced_authenticators_.empty() && !certificate_usernames_ &&
+      options_.allow_anonymous)
+    return AuthDecision::kAllow;
   return AuthDecision::kDeny;
 }
 
 AttachResult Broker::AttachSession(const std::string& client_id, bool clean_start, uint32_t expiry_interval,
                                    std::shared_ptr<SessionLink> link, const std::optional<std::string>& username,
-                                   const mqtt::Will* will) {
+                                   const mqtt::Will* will, std::shared_ptr<const Authorizer> credential_acl) {
   AttachResult r;
+  if (credential_acl) credential_acls_.store(true, std::memory_order_relaxed);
   SessionPtr ended;
   std::shared_ptr<SessionLink> kicked;
   {
@@ -65,6 +68,7 @@ AttachResult Broker::AttachSession(const std::string& client_id, bool clean_star
         r.generation = ++s->link_generation_;
         s->online_.store(true, std::memory_order_relaxed);
         s->username_ = username;
+        s->credential_acl_ = credential_acl;
         s->wake_pending_ = false;
         s->expiry_interval_ = expiry_interval;
         if (s->persisted_ && expiry_interval == 0) {
@@ -84,6 +88,7 @@ AttachResult Broker::AttachSession(const std::string& client_id, bool clean_star
       r.generation = ++s->link_generation_;
       s->online_.store(true, std::memory_order_relaxed);
       s->username_ = username;
+      s->credential_acl_ = std::move(credential_acl);
       s->expiry_interval_ = expiry_interval;
       s->persisted_ = persistence_ && expiry_interval > 0;
       if (s->persisted_) {
@@ -232,15 +237,18 @@ RouteResult Broker::Route(const MessagePtr& msg, int worker) {
   tree_.Collect(msg->topic, msg->origin_client_id, &matches);
   RouteResult result;
   for (Match& m : matches) {
-    if (authorizer_) {
-      // username_ is guarded by the session lock: a reconnect (AttachSession) rewrites it on another
-      // thread. Copy it out rather than call the authorizer with the lock held.
+    if (authorizer_ || credential_acls_.load(std::memory_order_relaxed)) {
+      // username_ and credential_acl_ are guarded by the session lock: a reconnect (AttachSession) rewrites
+      // them on another thread. Copy them out rather than call the authorizer with the lock held.
       std::optional<std::string> user;
+      std::shared_ptr<const Authorizer> acl;
       {
         std::lock_guard lock(m.session->mu_);
         user = m.session->username_;
+        acl = m.session->credential_acl_;
       }
-      ClientIdentity who{m.session->client_id(), user ? std::optional<std::string_view>(*user) : std::nullopt};
+      ClientIdentity who{m.session->client_id(), user ? std::optional<std::string_view>(*user) : std::nullopt,
+                         acl.get()};
       if (!Allowed(who, msg->topic, Access::kRead)) continue;  // plugins first: they own their topics
     }
     Delivery d;

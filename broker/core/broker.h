@@ -13,6 +13,9 @@
 
 #include "base/clock.h"
 #include "broker/api/auth.h"
+#include "broker/guard/address_limiter.h"
+#include "broker/guard/ban_list.h"
+#include "broker/guard/flap_detector.h"
 #include "broker/api/hooks.h"
 #include "broker/api/message.h"
 #include "broker/api/persistence.h"
@@ -53,8 +56,35 @@ class Broker final : public BrokerServices {
   RetainedStore& retained() { return *retained_; }
   Counters& counters(int worker) { return counters_[worker]; }
 
+  // Overload protection (set by the network layer's watchdog from memory and event-loop lag): while true,
+  // CONNECTs are refused with 0x89 Server busy (3.1.1: 0x03 Server unavailable) and inbound QoS 0 PUBLISHes
+  // are dropped (counted as DropCause::kOverload) before anything else. Any thread.
+  void SetOverloaded(bool on) { overloaded_.store(on, std::memory_order_relaxed); }
+  bool overloaded() const { return overloaded_.load(std::memory_order_relaxed); }
+
+  // Admission control (broker/guard), each optional: bans (checked at accept by address, at CONNECT by
+  // client id and user name), per-address connection limits (at accept), flapping detection (at CONNECT,
+  // after authentication). Set before serving; not owned; must outlive the broker.
+  struct Guards {
+    const guard::BanList* bans = nullptr;
+    guard::AddressLimiter* addresses = nullptr;
+    guard::FlapDetector* flaps = nullptr;
+  };
+  void SetGuards(Guards g) { guards_ = g; }
+  const Guards& guards() const { return guards_; }
+
   // Ports. Set before serving; the pointers are owned by the caller and must outlive the broker.
   void AddAuthenticator(const Authenticator* a) { authenticators_.push_back(a); }
+  // MQTT 5 enhanced authentication methods (AUTH packets), one per method name.
+  void AddEnhancedAuthenticator(const EnhancedAuthenticator* a) { enhanced_authenticators_.push_back(a); }
+  // Some listener takes user names from client certificates (listener.tls.username_from_cert): user names
+  // are then vouched for, and a bare one in CONNECT is no longer taken on trust (see Authenticate).
+  void SetCertificateUsernames(bool on) { certificate_usernames_ = on; }
+  const EnhancedAuthenticator* FindEnhancedAuthenticator(std::string_view method) const {
+    for (const EnhancedAuthenticator* a : enhanced_authenticators_)
+      if (a->method() == method) return a;
+    return nullptr;
+  }
   void SetAuthorizer(const Authorizer* a) { authorizer_ = a; }
   void SetRetainedStore(std::unique_ptr<RetainedStore> store) { retained_ = std::move(store); }
   // Plugins (the IM layer), called in the order added. Before serving; not owned.
@@ -77,14 +107,18 @@ class Broker final : public BrokerServices {
 
   // Decides a CONNECT's credentials: the first provider with an opinion wins; with none,
   // allow_anonymous decides for clients without a user name, and clients with one are accepted only
-  // when no provider is configured and anonymous access is on.
-  AuthDecision Authenticate(const ConnectInfo& info) const;
-  // Plugins first (Hooks::OnAuthorize), then the ACL; with neither, everything is allowed.
+  // when nothing vouches for user names at all (no password provider, no enhanced authentication method,
+  // no listener taking names from certificates) and anonymous access is on: otherwise anyone could claim
+  // the name of a user whose permissions the ACL grants.
+  AuthDecision Authenticate(const ConnectInfo& info, Grant& grant) const;
+  // Plugins first (Hooks::OnAuthorize: they own their topics), then the permissions that came with the
+  // client's credentials (a token's ACL) and the ACL file, which must both allow; with none, all is allowed.
   bool Allowed(const ClientIdentity& who, std::string_view topic, Access access) const {
     for (Hooks* h : hooks_) {
       const HookAccess a = h->OnAuthorize(who, topic, access);
       if (a != HookAccess::kNoOpinion) return a == HookAccess::kAllow;
     }
+    if (who.credential_acl && !who.credential_acl->Allowed(who, topic, access)) return false;
     return !authorizer_ || authorizer_->Allowed(who, topic, access);
   }
 
@@ -92,9 +126,11 @@ class Broker final : public BrokerServices {
   // its expiry interval (which decides whether it is persisted). A connection already bound to it is
   // kicked with 0x8E (session taken over). A pending delayed will of a resumed session is cancelled.
   // `will`: the new connection's will, recorded with a persisted session (published after a crash).
+  // `credential_acl`: permissions that came with the connection's credentials (Grant::acl), or null;
+  // deliveries to the session check them while this connection holds it.
   AttachResult AttachSession(const std::string& client_id, bool clean_start, uint32_t expiry_interval,
                              std::shared_ptr<SessionLink> link, const std::optional<std::string>& username,
-                             const mqtt::Will* will);
+                             const mqtt::Will* will, std::shared_ptr<const Authorizer> credential_acl = nullptr);
   // The connection of `generation` closed. If it was still bound: unbinds it, then ends the session
   // (expiry 0) or schedules its expiry.
   void DetachSession(const SessionPtr& session, uint64_t generation);
@@ -197,6 +233,12 @@ class Broker final : public BrokerServices {
   TopicTree tree_;
   std::unique_ptr<RetainedStore> retained_;
   std::vector<const Authenticator*> authenticators_;
+  std::vector<const EnhancedAuthenticator*> enhanced_authenticators_;
+  std::atomic<bool> overloaded_{false};
+  bool certificate_usernames_ = false;
+  Guards guards_;
+  // Set once any session carried permissions from its credentials: deliveries then check them.
+  std::atomic<bool> credential_acls_{false};
   const Authorizer* authorizer_ = nullptr;
   Persistence* persistence_ = nullptr;
   std::vector<Hooks*> hooks_;

@@ -38,13 +38,13 @@ Client::~Client() = default;
 
 size_t Client::OnData(std::span<const uint8_t> data) {
   size_t total = 0;
-  if (state_ == State::kAwaitConnect || state_ == State::kConnected) last_rx_ = broker_.clock().Now();
+  if (!closing()) last_rx_ = broker_.clock().Now();
   mqtt::DecodeOptions opts;
   opts.max_packet_size = broker_.options().max_packet_size;
   // One Packet for the whole read: Decode emplaces each packet's alternative afresh, and a Packet is large
   // (over 1 KB: constructing and destroying one per packet costs more than parsing a PUBACK).
   mqtt::Packet packet;
-  while (state_ == State::kAwaitConnect || state_ == State::kConnected) {
+  while (!closing()) {
     opts.version = version_;
     mqtt::DecodeResult r = mqtt::Decode(data.subspan(total), opts, &packet);
     if (r.status == mqtt::DecodeStatus::kNeedMore) return total;
@@ -65,6 +65,8 @@ size_t Client::OnData(std::span<const uint8_t> data) {
           RejectConnect(r.reason, r.reason == rc::kClientIdentifierNotValid ? rc311::kIdentifierRejected : 0,
                         r.detail);
         }
+      } else if (state_ == State::kAuthenticating) {
+        RejectConnect(r.reason, 0, r.detail);
       } else {
         Fail(r.reason, r.detail);
       }
@@ -72,9 +74,23 @@ size_t Client::OnData(std::span<const uint8_t> data) {
     }
     Counters::Add(broker_.counters(worker_).bytes_received, r.consumed);
     total += r.consumed;
+    const bool publish = std::holds_alternative<mqtt::Publish>(packet);
     Handle(packet);
+    // Over its publish rate: the rest waits, unread, until the buckets refill (TCP pushes back).
+    if (publish && auth_ && auth_->rate_limited && !closing() && ChargePublish(r.consumed)) return total;
   }
   return data.size();  // closing: the rest is ignored
+}
+
+bool Client::ChargePublish(size_t bytes) {
+  const SteadyTime now = broker_.clock().Now();
+  AuthState& a = *auth_;
+  a.messages.Charge(1, now);
+  a.bytes.Charge(static_cast<double>(bytes), now);
+  if (a.messages.Available(now) >= 1 && a.bytes.Available(now) >= 1) return false;
+  const SteadyTime until = std::max(a.messages.WhenAvailable(1, now), a.bytes.WhenAvailable(1, now));
+  transport_.PauseReading(until);
+  return true;
 }
 
 void Client::Handle(mqtt::Packet& p) {
@@ -89,6 +105,18 @@ void Client::Handle(mqtt::Packet& p) {
     }
     return;
   }
+  if (state_ == State::kAuthenticating) {
+    // Between CONNECT and CONNACK only the exchange's AUTH packets (or a DISCONNECT giving up) may come.
+    if (auto* a = std::get_if<mqtt::Auth>(&p)) {
+      HandleAuth(*a);
+    } else if (std::holds_alternative<mqtt::Disconnect>(p)) {
+      state_ = State::kClosing;
+      transport_.CloseAfterFlush();
+    } else {
+      RejectConnect(rc::kProtocolError, 0, "only AUTH may follow a CONNECT with an authentication method");
+    }
+    return;
+  }
   struct Visitor {
     Client& c;
     void operator()(mqtt::Connect&) { c.Fail(rc::kProtocolError, "second CONNECT"); }
@@ -98,10 +126,7 @@ void Client::Handle(mqtt::Packet& p) {
     void operator()(mqtt::Unsubscribe& u) { c.HandleUnsubscribe(u); }
     void operator()(mqtt::Pingreq&) { c.Send(mqtt::Pingresp{}); }
     void operator()(mqtt::Disconnect& d) { c.HandleDisconnect(d); }
-    void operator()(mqtt::Auth&) {
-      // No enhanced authentication method was agreed on CONNECT, so AUTH is a protocol error (4.12).
-      c.Fail(rc::kProtocolError, "AUTH without an authentication method");
-    }
+    void operator()(mqtt::Auth& a) { c.HandleAuth(a); }
     // Server-to-client packets sent by a client.
     void operator()(mqtt::Connack&) { c.Fail(rc::kProtocolError, "CONNACK from client"); }
     void operator()(mqtt::Suback&) { c.Fail(rc::kProtocolError, "SUBACK from client"); }
@@ -235,20 +260,22 @@ void Client::HandleConnect(mqtt::Connect& c) {
     client_receive_max_ = c.props.receive_maximum.value_or(65535);
     client_max_packet_ = c.props.maximum_packet_size.value_or(0);
     client_alias_max_ = c.props.topic_alias_maximum.value_or(0);
-    if (c.props.authentication_method)
-      return RejectConnect(rc::kBadAuthenticationMethod, 0, "authentication method not supported");
   }
 
-  bool assigned = false;
-  if (c.client_id.empty()) {
-    if (!v5 && !c.clean_start)
-      return RejectConnect(rc::kClientIdentifierNotValid, rc311::kIdentifierRejected,
-                           "empty client id requires clean session");
-    c.client_id = AssignClientId();
-    assigned = true;
+  // Overloaded: new clients wait (a v5 client may retry later); the ones connected keep their service.
+  if (broker_.overloaded()) return RejectConnect(rc::kServerBusy, rc311::kServerUnavailable, "server busy");
+  if (const guard::BanList* bans = broker_.guards().bans; bans && bans->size()) {
+    if (auto ban = bans->CheckClient(c.client_id, c.username.value_or(std::string()), broker_.clock().UnixMillis())) {
+      spdlog::info("refused {} from {}: banned {} ({})", c.client_id, transport_.PeerAddress(),
+                   guard::BanKindName(ban->kind), ban->reason);
+      return RejectConnect(rc::kBanned, rc311::kNotAuthorized, "banned");
+    }
   }
-  // The limit is on ids clients choose; ours (31 bytes) must work with any allowed limit (23..65535).
-  if (!assigned && c.client_id.size() > o.max_client_id_length)
+  if (c.client_id.empty() && !v5 && !c.clean_start)
+    return RejectConnect(rc::kClientIdentifierNotValid, rc311::kIdentifierRejected,
+                         "empty client id requires clean session");
+  // The limit is on ids clients choose; ours (31 bytes, AcceptConnect) must work with any allowed limit.
+  if (c.client_id.size() > o.max_client_id_length)
     return RejectConnect(rc::kClientIdentifierNotValid, rc311::kIdentifierRejected, "client id too long");
 
   if (c.will) {
@@ -257,23 +284,139 @@ void Client::HandleConnect(mqtt::Connect& c) {
       return RejectConnect(rc::kRetainNotSupported, rc311::kNotAuthorized, "will retain not supported");
   }
 
-  ConnectInfo info;
-  info.client_id = c.client_id;
-  if (c.username) info.username = *c.username;
-  if (c.password) info.password = *c.password;
-  info.peer_address = transport_.PeerAddress();
-  switch (broker_.Authenticate(info)) {
-    case AuthDecision::kAllow:
-      break;
-    case AuthDecision::kNotAuthorized:
-      return RejectConnect(rc::kNotAuthorized, rc311::kNotAuthorized, "not authorized");
-    case AuthDecision::kDeny:
-    case AuthDecision::kNoOpinion:
-      return RejectConnect(rc::kBadUserNameOrPassword, rc311::kBadUserNameOrPassword, "bad user name or password");
+  if (v5 && c.props.authentication_method) {
+    // MQTT 5 enhanced authentication (4.12): the exchange decides, in AUTH packets, before any CONNACK.
+    const EnhancedAuthenticator* method = broker_.FindEnhancedAuthenticator(*c.props.authentication_method);
+    if (!method) return RejectConnect(rc::kBadAuthenticationMethod, 0, "authentication method not supported");
+    AuthState& a = auth();
+    a.method = *c.props.authentication_method;
+    a.exchange = method->Start();
+    const std::string data = c.props.authentication_data.value_or(std::string());
+    a.pending = std::make_unique<mqtt::Connect>(std::move(c));
+    state_ = State::kAuthenticating;
+    return StepAuth(data);
   }
 
+  Grant grant;
+  if (const std::string_view cert = transport_.CertificateIdentity(); !cert.empty()) {
+    grant.username = std::string(cert);  // the verified TLS client certificate is the credential
+  } else {
+    ConnectInfo info;
+    info.client_id = c.client_id;
+    if (c.username) info.username = *c.username;
+    if (c.password) info.password = *c.password;
+    info.peer_address = transport_.PeerAddress();
+    switch (broker_.Authenticate(info, grant)) {
+      case AuthDecision::kAllow:
+        break;
+      case AuthDecision::kNotAuthorized:
+        return RejectConnect(rc::kNotAuthorized, rc311::kNotAuthorized, "not authorized");
+      case AuthDecision::kDeny:
+      case AuthDecision::kNoOpinion:
+        return RejectConnect(rc::kBadUserNameOrPassword, rc311::kBadUserNameOrPassword, "bad user name or password");
+    }
+  }
+  AcceptConnect(c, std::move(grant), nullptr);
+}
+
+void Client::StepAuth(std::string_view client_data) {
+  AuthState& a = *auth_;
+  std::string reply;
+  const AuthExchange::Step step = a.exchange->Next(client_data, &reply);
+  if (step == AuthExchange::Step::kContinue) {
+    mqtt::Auth out;
+    out.reason_code = rc::kContinueAuthentication;
+    out.props.authentication_method = a.method;
+    out.props.authentication_data = std::move(reply);
+    Send(out);
+    return;
+  }
+  const bool ok = step == AuthExchange::Step::kSuccess;
+  std::string username = ok ? a.exchange->username() : std::string();
+  a.exchange.reset();
+  if (a.reauthenticating) {
+    a.reauthenticating = false;
+    // Re-authentication may renew the credentials, never change whose they are.
+    if (!ok || !username_ || username != *username_) return Fail(rc::kNotAuthorized, "re-authentication failed");
+    mqtt::Auth out;
+    out.reason_code = rc::kSuccess;
+    out.props.authentication_method = a.method;
+    if (!reply.empty()) out.props.authentication_data = std::move(reply);
+    Send(out);
+    return;
+  }
+  if (!ok) return RejectConnect(rc::kNotAuthorized, 0, "authentication failed");
+  std::unique_ptr<mqtt::Connect> c = std::move(a.pending);
+  Grant grant;
+  grant.username = std::move(username);
+  AcceptConnect(*c, std::move(grant), &reply);
+}
+
+void Client::HandleAuth(const mqtt::Auth& a) {
+  // AUTH exists only in MQTT 5, and only once a CONNECT agreed on a method (4.12).
+  if (!auth_ || auth_->method.empty())
+    return Fail(rc::kProtocolError, "AUTH without an authentication method");
+  if (!a.props.authentication_method || *a.props.authentication_method != auth_->method)
+    return state_ == State::kAuthenticating
+               ? RejectConnect(rc::kProtocolError, 0, "AUTH with another authentication method")
+               : Fail(rc::kProtocolError, "AUTH with another authentication method");
+  const std::string data = a.props.authentication_data.value_or(std::string());
+  if (state_ == State::kAuthenticating) {
+    if (a.reason_code != rc::kContinueAuthentication)
+      return RejectConnect(rc::kProtocolError, 0, "AUTH during authentication must be 0x18");
+    return StepAuth(data);
+  }
+  // Connected: 0x19 starts a re-authentication, 0x18 continues one (4.12.1).
+  if (a.reason_code == rc::kReAuthenticate && !auth_->exchange) {
+    const EnhancedAuthenticator* method = broker_.FindEnhancedAuthenticator(auth_->method);
+    if (!method) return Fail(rc::kBadAuthenticationMethod, "authentication method no longer available");
+    auth_->exchange = method->Start();
+    auth_->reauthenticating = true;
+    return StepAuth(data);
+  }
+  if (a.reason_code == rc::kContinueAuthentication && auth_->exchange) return StepAuth(data);
+  Fail(rc::kProtocolError, "unexpected AUTH reason code");
+}
+
+void Client::AcceptConnect(mqtt::Connect& c, Grant grant, const std::string* auth_reply) {
+  const BrokerOptions& o = broker_.options();
+  const bool v5 = version_ == Version::kV5;
+  // The credentials may have named another user (a token's claim, a certificate, SCRAM): bans apply to it too.
+  if (const guard::BanList* bans = broker_.guards().bans; bans && bans->size() && grant.username) {
+    if (auto ban = bans->CheckClient({}, *grant.username, broker_.clock().UnixMillis())) {
+      spdlog::info("refused {} from {}: banned user ({})", c.client_id, transport_.PeerAddress(), ban->reason);
+      return RejectConnect(rc::kBanned, rc311::kNotAuthorized, "banned");
+    }
+  }
+  // Flapping: counted only once authenticated, or anyone could get a known client id banned.
+  if (guard::FlapDetector* flaps = broker_.guards().flaps; flaps && !c.client_id.empty()) {
+    if (auto until = flaps->OnConnect(c.client_id, broker_.clock().Now())) {
+      const auto secs = std::chrono::duration_cast<std::chrono::seconds>(*until - broker_.clock().Now()).count();
+      spdlog::warn("refused {} from {}: reconnecting too often (flapping); banned for {} s more", c.client_id,
+                   transport_.PeerAddress(), secs);
+      return RejectConnect(rc::kConnectionRateExceeded, rc311::kServerUnavailable, "reconnecting too often");
+    }
+  }
+  const bool assigned = c.client_id.empty();
+  if (assigned) c.client_id = AssignClientId();  // see HandleConnect: only when the rules allow it
   client_id_ = std::move(c.client_id);
-  username_ = std::move(c.username);
+  username_ = grant.username ? std::move(grant.username) : std::move(c.username);
+  if (o.publish_rate || o.publish_byte_rate) {
+    AuthState& a = auth();
+    a.rate_limited = true;
+    if (o.publish_rate) a.messages = TokenBucket(o.publish_rate, o.publish_burst ? o.publish_burst : o.publish_rate);
+    if (o.publish_byte_rate) {
+      // A burst below one packet would never let the largest PUBLISH through.
+      const uint64_t burst = std::max<uint64_t>(o.publish_byte_burst ? o.publish_byte_burst : o.publish_byte_rate,
+                                                o.max_packet_size);
+      a.bytes = TokenBucket(static_cast<double>(o.publish_byte_rate), static_cast<double>(burst));
+    }
+  }
+  if (grant.acl || grant.expires_at_ms) {
+    AuthState& a = auth();
+    a.acl = std::move(grant.acl);
+    a.expires_at_ms = grant.expires_at_ms;
+  }
 
   // Session expiry: v5 property (default 0); 3.1.1 clean session = 0, persistent = never.
   uint32_t expiry = v5 ? c.props.session_expiry_interval.value_or(0) : (c.clean_start ? 0 : 0xFFFFFFFFu);
@@ -294,7 +437,8 @@ void Client::HandleConnect(mqtt::Connect& c) {
 
   if (c.will) will_ = std::make_unique<mqtt::Will>(std::move(*c.will));
 
-  AttachResult ar = broker_.AttachSession(client_id_, c.clean_start, session_expiry_, link_, username_, will_.get());
+  AttachResult ar = broker_.AttachSession(client_id_, c.clean_start, session_expiry_, link_, username_, will_.get(),
+                                          auth_ ? auth_->acl : nullptr);
   session_ = ar.session;
   generation_ = ar.generation;
   std::string().swap(client_id_);  // the session holds the id now (client_id())
@@ -315,6 +459,10 @@ void Client::HandleConnect(mqtt::Connect& c) {
     p.shared_subscription_available = o.shared_subscriptions ? 1 : 0;
     if (keep_alive_changed) p.server_keep_alive = keep_alive_;
     if (expiry_capped) p.session_expiry_interval = expiry;
+    if (auth_ && !auth_->method.empty()) {
+      p.authentication_method = auth_->method;
+      if (auth_reply && !auth_reply->empty()) p.authentication_data = *auth_reply;
+    }
     // MQTT-3.1.2-24: nothing we send may exceed the client's Maximum Packet Size. Capabilities at their
     // default value (1 = available) may go unsaid, so drop those first.
     if (client_max_packet_ && mqtt::EncodedSize(ack, version_) > client_max_packet_) {
@@ -368,7 +516,8 @@ void Client::HandleDisconnect(const mqtt::Disconnect& d) {
 void Client::OnTick() {
   if (closing()) return;
   const SteadyTime now = broker_.clock().Now();
-  if (state_ == State::kAwaitConnect) {
+  if (state_ == State::kAwaitConnect || state_ == State::kAuthenticating) {
+    // Slow clients (one byte a minute) and unfinished authentication exchanges end here.
     if (now - accepted_at_ > broker_.options().connect_timeout) {
       state_ = State::kClosing;
       transport_.CloseAfterFlush();
@@ -377,7 +526,10 @@ void Client::OnTick() {
   }
   // MQTT-3.1.2-24: one and a half times the keep alive without a packet means the client is gone.
   if (keep_alive_ && now - last_rx_ > std::chrono::milliseconds(keep_alive_ * 1500u))
-    Fail(rc::kKeepAliveTimeout, "keep alive timeout");
+    return Fail(rc::kKeepAliveTimeout, "keep alive timeout");
+  // Credentials that expire (a token's exp) end the connection then; a v5 client hears why.
+  if (auth_ && auth_->expires_at_ms && broker_.clock().UnixMillis() >= *auth_->expires_at_ms)
+    Fail(rc::kMaximumConnectTime, "credentials expired");
 }
 
 void Client::OnKick(uint8_t reason) {

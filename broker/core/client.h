@@ -13,6 +13,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "base/token_bucket.h"
 #include "broker/codec/codec.h"
 #include "broker/core/broker.h"
 #include "broker/core/transport.h"
@@ -53,7 +54,9 @@ class Client {
   mqtt::Version version() const { return version_; }
 
  private:
-  enum class State : uint8_t { kAwaitConnect, kConnected, kClosing, kClosed };
+  // kAuthenticating: a CONNECT named an enhanced authentication method; AUTH packets go back and forth
+  // until the exchange succeeds (CONNACK) or fails.
+  enum class State : uint8_t { kAwaitConnect, kAuthenticating, kConnected, kClosing, kClosed };
 
   void Handle(mqtt::Packet& p);
   void HandleConnect(mqtt::Connect& c);
@@ -62,6 +65,12 @@ class Client {
   void HandleSubscribe(const mqtt::Subscribe& s);
   void HandleUnsubscribe(const mqtt::Unsubscribe& u);
   void HandleDisconnect(const mqtt::Disconnect& d);
+  void HandleAuth(const mqtt::Auth& a);
+  // Credentials accepted: binds the session and sends CONNACK (with `auth_reply` as Authentication Data
+  // after an enhanced authentication).
+  void AcceptConnect(mqtt::Connect& c, Grant grant, const std::string* auth_reply);
+  // One step of an enhanced authentication exchange with the client's Authentication Data.
+  void StepAuth(std::string_view client_data);
 
   void RejectConnect(uint8_t v5_reason, uint8_t v311_code, const char* why);
   // Fatal protocol violation: DISCONNECT(reason) on v5, then close.
@@ -85,7 +94,8 @@ class Client {
   bool ReasonStringAllowed() const { return request_problem_info_; }
   // Who this connection is, for the authorizer and the plugins (views into this Client).
   ClientIdentity Identity() const {
-    return ClientIdentity{client_id(), username_ ? std::optional<std::string_view>(*username_) : std::nullopt};
+    return ClientIdentity{client_id(), username_ ? std::optional<std::string_view>(*username_) : std::nullopt,
+                          auth_ ? auth_->acl.get() : nullptr};
   }
 
   Broker& broker_;
@@ -111,6 +121,29 @@ class Client {
   SessionPtr session_;
   uint64_t generation_ = 0;
   std::unique_ptr<mqtt::Will> will_;     // published when the connection ends without a normal DISCONNECT
+
+  // What some connections need and most do not (idle memory counts): an enhanced authentication exchange,
+  // permissions and an expiry from their credentials, publish rate limits. Allocated on first use.
+  struct AuthState {
+    std::string method;                          // the CONNECT's Authentication Method ("" = none)
+    std::unique_ptr<AuthExchange> exchange;      // while one runs
+    std::unique_ptr<mqtt::Connect> pending;      // the CONNECT waiting for its exchange to end
+    bool reauthenticating = false;               // the exchange is a re-authentication (AUTH 0x19)
+    std::shared_ptr<const Authorizer> acl;       // Grant::acl
+    std::optional<int64_t> expires_at_ms;        // Grant::expires_at_ms: closed with 0xA0 then
+    // Inbound publish rate limits (options.publish_rate, publish_byte_rate); set at CONNECT when configured.
+    bool rate_limited = false;
+    TokenBucket messages;
+    TokenBucket bytes;
+  };
+  std::unique_ptr<AuthState> auth_;
+
+  // Charges one PUBLISH of `bytes` to the rate limits; true when the client must wait (reading paused).
+  bool ChargePublish(size_t bytes);
+  AuthState& auth() {
+    if (!auth_) auth_ = std::make_unique<AuthState>();
+    return *auth_;
+  }
 
   // Topic aliases, allocated on first use (most connections never use them; idle memory counts).
   struct Aliases {

@@ -76,6 +76,11 @@ void Client::HandlePublish(mqtt::Publish& p) {
       return Fail(rc::kReceiveMaximumExceeded, "receive maximum exceeded");
   }
 
+  if (p.qos == 0 && broker_.overloaded()) {
+    // Shed first what nobody acknowledges: QoS 0 needs no reply, and dropping it here saves its routing.
+    Counters::Add(broker_.counters(worker_).dropped[static_cast<int>(DropCause::kOverload)]);
+    return;
+  }
   const ClientIdentity who = Identity();
   uint8_t reason = rc::kSuccess;
   if (!broker_.Allowed(who, p.topic, Access::kWrite)) {

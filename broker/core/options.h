@@ -29,6 +29,12 @@ struct BrokerOptions {
   std::chrono::milliseconds connect_timeout{10'000};
   uint64_t max_outbound_buffer = 16ull * 1024 * 1024;
   uint32_t max_retained_messages = 0;
+  // Inbound PUBLISH rate per client (token buckets; 0 = unlimited). Past it the client's socket is not read
+  // until the bucket refills: TCP pushes back on the publisher, nothing is dropped.
+  uint32_t publish_rate = 0;
+  uint32_t publish_burst = 0;      // 0 = the rate
+  uint64_t publish_byte_rate = 0;
+  uint64_t publish_byte_burst = 0; // 0 = the rate, at least max_packet_size
   bool allow_anonymous = true;
   bool queue_qos0_offline = false;  // queue QoS 0 messages for offline persistent sessions
   bool sys_enabled = true;

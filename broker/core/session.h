@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "base/clock.h"
+#include "broker/api/auth.h"
 #include "broker/api/message.h"
 #include "broker/codec/packets.h"
 #include "broker/core/ring_queue.h"
@@ -60,7 +61,9 @@ struct SubscriptionRecord {
 // Why messages were dropped instead of queued (counted per broker; docs/architecture.md "Queues").
 // kStorage: refused for a persisted session because storage refuses writes (disk full); the publisher
 // hears 0x97.
-enum class DropCause : uint8_t { kQueueFull, kExpired, kTooLarge, kQoS0Offline, kStorage, kCount };
+// Why a message was not delivered: a full queue, expiry, over the client's maximum packet size, QoS 0 for an
+// offline session, a storage failure, or inbound QoS 0 shed while the broker is overloaded.
+enum class DropCause : uint8_t { kQueueFull, kExpired, kTooLarge, kQoS0Offline, kStorage, kOverload, kCount };
 
 struct EnqueueResult {
   bool queued = false;
@@ -105,6 +108,7 @@ class Session {
   std::vector<uint16_t> incoming_qos2_;
   std::map<std::string, SubscriptionRecord, std::less<>> subscriptions_;  // by full filter incl. $share/
   std::optional<std::string> username_;  // of the connection that last bound it (ACL at delivery)
+  std::shared_ptr<const Authorizer> credential_acl_;  // that connection's credential permissions, or null
 
   // Queues `d` subject to the limits. Caller holds mu_.
   EnqueueResult EnqueueLocked(Delivery d, uint32_t max_messages, uint64_t max_bytes, bool queue_qos0_offline);

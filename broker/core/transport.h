@@ -6,6 +6,8 @@
 #include <string>
 #include <string_view>
 
+#include "base/clock.h"
+
 namespace parley::broker {
 
 // One network connection as the protocol handler (Client) sees it. Implemented by broker/net.
@@ -21,6 +23,12 @@ class Transport {
   virtual void CloseAfterFlush() = 0;
   // Peer address for logs and auth ("127.0.0.1:53122").
   virtual std::string_view PeerAddress() const = 0;
+  // The user name a verified TLS client certificate proves, when the listener takes user names from
+  // certificates (listener.tls.username_from_cert); empty otherwise. Such a client needs no password.
+  virtual std::string_view CertificateIdentity() const { return {}; }
+  // Stop reading from the peer until `until` (rate limits). Bytes already read and not yet consumed are
+  // offered again to Client::OnData when reading resumes.
+  virtual void PauseReading(SteadyTime until) = 0;
 };
 
 // The handle a Session keeps to the connection currently bound to it, so publishers on any thread can

@@ -9,11 +9,15 @@
 #include <thread>
 
 #include "broker/auth/acl_file.h"
+#include "broker/auth/jwt_auth.h"
 #include "broker/auth/password_file.h"
+#include "broker/auth/scram.h"
 #include "broker/config/config.h"
 #include "broker/core/broker.h"
 #include "broker/core/version.h"
+#include "broker/net/overload.h"
 #include "broker/net/server.h"
+#include "broker/net/tls.h"
 #include "broker/persist/durable_state.h"
 #include "broker/persist/layout.h"
 #include "im/keys.h"
@@ -49,6 +53,10 @@ parley::broker::BrokerOptions ToOptions(const Config& c) {
   o.connect_timeout = l.connect_timeout;
   o.max_outbound_buffer = l.max_outbound_buffer;
   o.max_retained_messages = l.max_retained_messages;
+  o.publish_rate = l.publish_rate;
+  o.publish_burst = l.publish_burst;
+  o.publish_byte_rate = l.publish_byte_rate;
+  o.publish_byte_burst = l.publish_byte_burst;
   o.allow_anonymous = c.auth.allow_anonymous;
   o.sys_enabled = c.sys.enabled;
   o.sys_interval = c.sys.interval;
@@ -81,6 +89,45 @@ parley::im::Options ToImOptions(const parley::config::Im& c) {
 int Fail(const std::string& msg) {
   std::fprintf(stderr, "parleyd: %s\n", msg.c_str());
   return 2;
+}
+
+// The TLS context of a listener's [listener.tls] options. Startup and reload.
+parley::Result<std::shared_ptr<const parley::net::TlsContext>> MakeTls(const parley::config::Listener& l) {
+  const parley::config::Tls& t = *l.tls;
+  parley::net::TlsOptions o;
+  o.cert_file = t.cert_file;
+  o.key_file = t.key_file;
+  o.ca_file = t.ca_file;
+  o.require_client_cert = t.require_client_cert;
+  auto identity = parley::net::ParseTlsIdentity(t.username_from_cert);
+  if (!identity.ok()) return identity.status();
+  o.identity = identity.value();
+  o.min_version = t.min_version;
+  o.ciphers = t.ciphers;
+  o.ciphersuites = t.ciphersuites;
+  auto ctx = parley::net::TlsContext::Create(o);
+  if (!ctx.ok()) return parley::Status::Error("listener " + l.name + ": " + ctx.status().message());
+  if (ctx.value()->ExpiresWithin(std::chrono::hours(24 * 30)))
+    spdlog::warn("listener {}: the certificate {} expires within 30 days (or has expired)", l.name,
+                 ctx.value()->subject());
+  return ctx;
+}
+
+// SIGHUP: re-reads the certificates and keys of every TLS listener from the files named at startup. New
+// connections use them; open ones keep theirs. A listener whose files fail to load keeps its old context.
+void ReloadCertificates(const parley::config::Config& cfg, parley::net::Server& server) {
+  for (size_t i = 0; i < cfg.listeners.size(); ++i) {
+    const auto& l = cfg.listeners[i];
+    if (!l.tls) continue;
+    auto ctx = MakeTls(l);
+    if (!ctx.ok()) {
+      spdlog::error("SIGHUP: {}; keeping the previous certificate", ctx.status().message());
+      continue;
+    }
+    const std::string subject = ctx.value()->subject();
+    server.SetTls(i, std::move(ctx.value()));
+    spdlog::info("SIGHUP: listener {}: certificate reloaded ({})", l.name, subject);
+  }
 }
 
 }  // namespace
@@ -161,6 +208,27 @@ int main(int argc, char** argv) {
   const int nworkers = cfg.workers > 0 ? cfg.workers : std::max(1u, std::thread::hardware_concurrency());
   parley::broker::Broker broker(ToOptions(cfg), parley::SystemClock::Instance(), nworkers);
 
+  // JWT first: it has no opinion on passwords that are not tokens, while the password file refuses users
+  // it does not know.
+  std::unique_ptr<parley::broker::auth::JwtAuthenticator> jwt;
+  if (cfg.auth.jwt) {
+    const auto& j = *cfg.auth.jwt;
+    parley::broker::auth::JwtOptions o;
+    o.algorithm = j.algorithm;
+    o.secret_file = j.secret_file;
+    o.public_key_file = j.public_key_file;
+    o.username_claim = j.username_claim;
+    o.acl_claim = j.acl_claim;
+    o.issuer = j.issuer;
+    o.audience = j.audience;
+    o.leeway_seconds = j.leeway.count();
+    o.require_exp = j.require_exp;
+    auto r = parley::broker::auth::JwtAuthenticator::Load(o, parley::SystemClock::Instance());
+    if (!r.ok()) return Fail("auth.jwt: " + r.status().message());
+    jwt = std::move(r.value());
+    broker.AddAuthenticator(jwt.get());
+    spdlog::info("auth: JWT passwords ({})", j.algorithm);
+  }
   std::unique_ptr<parley::broker::auth::PasswordFile> passwords;
   std::unique_ptr<parley::broker::auth::AclFile> acl;
   if (!cfg.auth.password_file.empty()) {
@@ -175,6 +243,48 @@ int main(int argc, char** argv) {
     acl = std::move(r.value());
     broker.SetAuthorizer(acl.get());
   }
+  std::unique_ptr<parley::broker::auth::ScramAuthenticator> scram;
+  if (!cfg.auth.scram_file.empty()) {
+    auto r = parley::broker::auth::ScramAuthenticator::Load(cfg.auth.scram_file);
+    if (!r.ok()) return Fail(r.status().message());
+    scram = std::move(r.value());
+    broker.AddEnhancedAuthenticator(scram.get());
+    spdlog::info("auth: SCRAM-SHA-256 enhanced authentication, {} users", scram->user_count());
+  }
+
+  // Admission control: bans, per-address limits, flapping (docs/security.md).
+  const auto& lim = cfg.limits;
+  parley::broker::guard::BanList::Options ban_options;
+  ban_options.path = cfg.auth.ban_file;
+  parley::broker::guard::BanList bans(ban_options);
+  parley::broker::Broker::Guards guards;
+  if (!cfg.auth.ban_file.empty()) {
+    if (auto st = bans.Load(); !st.ok()) return Fail(st.message());
+    guards.bans = &bans;
+    spdlog::info("bans: {} rules from {}", bans.size(), cfg.auth.ban_file);
+  }
+  std::unique_ptr<parley::broker::guard::AddressLimiter> addresses;
+  if (lim.max_connections_per_address || lim.connection_rate_per_address) {
+    parley::broker::guard::AddressLimiter::Options o;
+    o.limits.max_connections = lim.max_connections_per_address;
+    o.limits.connect_rate = lim.connection_rate_per_address;
+    o.limits.connect_burst = lim.connection_burst_per_address ? lim.connection_burst_per_address
+                                                               : std::max<uint32_t>(lim.connection_rate_per_address, 1);
+    addresses = std::make_unique<parley::broker::guard::AddressLimiter>(o);
+    guards.addresses = addresses.get();
+  }
+  std::unique_ptr<parley::broker::guard::FlapDetector> flaps;
+  if (lim.flapping_max_connects) {
+    parley::broker::guard::FlapDetector::Options o;
+    o.max_connects = lim.flapping_max_connects;
+    o.window = lim.flapping_window;
+    o.ban_duration = lim.flapping_ban;
+    flaps = std::make_unique<parley::broker::guard::FlapDetector>(o);
+    guards.flaps = flaps.get();
+  }
+  broker.SetGuards(guards);
+  for (const auto& l : cfg.listeners)
+    if (l.tls && l.tls->username_from_cert != "none") broker.SetCertificateUsernames(true);
 
   // Durable state: open the data dir (refusing one that is locked, unreadable, corrupt or too new, without
   // touching it), load it into the broker, then persist every change through one group-commit executor.
@@ -236,18 +346,39 @@ int main(int argc, char** argv) {
 
   parley::net::Server server(broker, nworkers);
   std::vector<parley::net::ListenSpec> specs;
-  for (const auto& l : cfg.listeners) specs.push_back({l.name, l.bind, l.port, l.backlog, l.max_connections});
+  for (const auto& l : cfg.listeners) {
+    parley::net::ListenSpec s;
+    s.name = l.name;
+    s.bind = l.bind;
+    s.port = l.port;
+    s.backlog = l.backlog;
+    s.max_connections = l.max_connections;
+    s.protocol = parley::net::ParseListenerProtocol(l.protocol);
+    if (l.tls) {
+      auto ctx = MakeTls(l);
+      if (!ctx.ok()) return Fail(ctx.status().message());
+      s.tls = std::move(ctx.value());
+    }
+    s.websocket.path = l.websocket.path;
+    s.websocket.allowed_origins = l.websocket.allowed_origins;
+    // One WebSocket message usually carries one MQTT packet; allow a few more beside the largest one.
+    s.websocket.max_message_size = uint64_t{cfg.limits.max_packet_size} + 64 * 1024;
+    specs.push_back(std::move(s));
+  }
   if (auto st = server.Listen(specs); !st.ok()) return Fail(st.message());
+  server.WatchOverload({cfg.overload.memory_high, cfg.overload.loop_lag_high});
   server.Start();
   for (size_t i = 0; i < specs.size(); ++i)
-    spdlog::info("listening on {}:{} ({})", specs[i].bind, server.BoundPort(i), specs[i].name);
+    spdlog::info("listening on {}:{} ({}, {})", specs[i].bind, server.BoundPort(i), specs[i].name,
+                 parley::net::ListenerProtocolName(specs[i].protocol));
   spdlog::info("parleyd {} started with {} workers", parley::broker::kParleyVersion, nworkers);
 
   for (;;) {
     int sig = 0;
     sigwait(&sigs, &sig);
     if (sig == SIGHUP) {
-      spdlog::warn("SIGHUP: configuration reload is not supported yet; restart to apply changes");
+      // Certificates are reloaded; the rest of the configuration needs a restart for now.
+      ReloadCertificates(cfg, server);
       continue;
     }
     spdlog::info("signal {}: shutting down", sig);

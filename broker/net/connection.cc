@@ -4,6 +4,9 @@
 
 #include <cstring>
 
+#include "broker/guard/ip_address.h"
+
+#include "broker/net/filter_stack.h"
 #include "broker/net/server.h"
 #include "broker/net/worker.h"
 
@@ -36,12 +39,28 @@ Connection::Connection(Worker& worker, std::shared_ptr<Link> link)
 
 Connection::~Connection() = default;
 
-void Connection::Start() {
+void Connection::SetFilters(std::vector<std::unique_ptr<Filter>> filters) {
+  if (filters.empty()) return;
+  filters_ = std::make_unique<FilterStack>(std::move(filters), [this](std::span<const uint8_t> bytes) {
+    ConsumeMqtt(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+  });
+}
+
+size_t Connection::PendingOutBytes() const {
+  return out_.size() + (filters_ ? filters_->wire().size() : 0) + (spill_ ? spill_->writing.size() : 0);
+}
+
+std::string_view Connection::CertificateIdentity() const {
+  return filters_ ? filters_->peer_identity() : std::string_view();
+}
+
+bool Connection::Admit() {
   sockaddr_storage ss{};
   int len = sizeof(ss);
   char host[INET6_ADDRSTRLEN] = "?";
   int port = 0;
-  if (uv_tcp_getpeername(&tcp_, reinterpret_cast<sockaddr*>(&ss), &len) == 0) {
+  const bool known = uv_tcp_getpeername(&tcp_, reinterpret_cast<sockaddr*>(&ss), &len) == 0;
+  if (known) {
     if (ss.ss_family == AF_INET) {
       auto* a = reinterpret_cast<sockaddr_in*>(&ss);
       uv_ip4_name(a, host, sizeof(host));
@@ -54,6 +73,30 @@ void Connection::Start() {
   }
   peer_ = ss.ss_family == AF_INET6 ? "[" + std::string(host) + "]:" + std::to_string(port)
                                    : std::string(host) + ":" + std::to_string(port);
+  const broker::Broker::Guards& guards = worker().broker().guards();
+  if (!known || (!guards.bans && !guards.addresses)) return true;
+  const auto address = broker::guard::IpAddress::FromSockaddr(reinterpret_cast<const sockaddr*>(&ss),
+                                                              static_cast<socklen_t>(len));
+  if (!address) return true;
+  if (guards.bans && guards.bans->size()) {
+    if (auto ban = guards.bans->CheckAddress(*address, worker().broker().clock().UnixMillis())) {
+      worker().WarnRefused(peer_, std::string("banned address ") + ban->value +
+                                      (ban->reason.empty() ? "" : " (" + ban->reason + ")"));
+      return false;
+    }
+  }
+  if (guards.addresses) {
+    const auto a = guards.addresses->Admit(*address, std::chrono::steady_clock::now());
+    if (!broker::guard::Admitted(a)) {
+      worker().WarnRefused(peer_, broker::guard::AdmissionName(a));
+      return false;
+    }
+    address_counted_ = a == broker::guard::Admission::kOk;
+  }
+  return true;
+}
+
+void Connection::Start() {
   uv_tcp_nodelay(&tcp_, 1);
   link_->conn_ = this;
   worker().Attach(this);
@@ -85,13 +128,48 @@ void Connection::OnRead(uv_stream_t* s, ssize_t n, const uv_buf_t* buf) {
 
 void Connection::Consume(const char* data, size_t n) {
   if (closing_ || close_after_flush_) return;
+  if (!filters_) return ConsumeMqtt(data, n);
+  const Status st = filters_->Input(std::span(reinterpret_cast<const uint8_t*>(data), n));
+  if (!filters_->wire().empty()) worker().MarkDirty(this);  // a handshake reply, a pong, an alert
+  if (!st.ok() && !closing_ && !close_after_flush_) {
+    // The filter has queued what the peer should read (an HTTP error, a TLS alert, a close frame): send it,
+    // then close. For the MQTT client this is the network going away (its will is published).
+    spdlog::debug("closing {} ({}): {}", client_.client_id(), peer_, st.message());
+    CloseAfterFlush();
+  }
+}
+
+void Connection::PauseReading(SteadyTime until) {
+  if (closing_) return;
+  spill().paused_until = until;  // kept with the unread bytes: an idle connection carries neither
+  if (read_paused_) return;
+  read_paused_ = true;
+  uv_read_stop(reinterpret_cast<uv_stream_t*>(&tcp_));
+  worker().SchedulePausedRead(this);
+}
+
+void Connection::ResumeReading() {
+  if (!read_paused_ || closing_) return;
+  read_paused_ = false;
+  if (!lingering_) uv_read_start(reinterpret_cast<uv_stream_t*>(&tcp_), &Connection::OnAlloc, &Connection::OnRead);
+  if (spill_ && !spill_->in.empty()) ConsumeMqtt(nullptr, 0);  // what the client left unread; may pause again
+  worker().MarkDirty(this);
+}
+
+void Connection::ConsumeMqtt(const char* data, size_t n) {
+  if (closing_ || close_after_flush_) return;
+  if (read_paused_) {
+    // Over its rate: bytes a filter still decodes from the last read wait with the rest.
+    if (n) spill().in.append(data, n);
+    return;
+  }
   if (!spill_ || spill_->in.empty()) {
     auto bytes = std::span(reinterpret_cast<const uint8_t*>(data), n);
     size_t used = client_.OnData(bytes);
     if (used < n) spill().in.assign(data + used, n - used);
   } else {
     std::string& in = spill_->in;
-    in.append(data, n);
+    if (n) in.append(data, n);
     auto bytes = std::span(reinterpret_cast<const uint8_t*>(in.data()), in.size());
     size_t used = client_.OnData(bytes);
     in.erase(0, used);
@@ -101,22 +179,32 @@ void Connection::Consume(const char* data, size_t n) {
 
 void Connection::Flush() {
   if (closing_) return;
+  if (filters_) {
+    // The client's bytes become records / frames in the wire buffer; a closing connection says goodbye at
+    // each layer (WebSocket close frame, TLS close_notify) after its last MQTT bytes.
+    if (!out_.empty()) {
+      (void)filters_->Output(out_);  // an error was logged by Consume, or the connection is closing anyway
+      out_.clear();
+    }
+    if (close_after_flush_) filters_->Close();
+  }
+  std::string& pending = filters_ ? filters_->wire() : out_;
   if (spill_ && !spill_->writing.empty()) {
-    // OnWrite flushes the rest. Meanwhile out_ keeps growing: the limit applies to both buffers, or a
+    // OnWrite flushes the rest. Meanwhile the output keeps growing: the limit applies to both buffers, or a
     // reader that stalls while a write is outstanding would never be cut.
     CutIfOverLimit();
     return;
   }
-  if (out_.empty()) {
+  if (pending.empty()) {
     if (close_after_flush_) BeginLinger();
     return;
   }
   auto* stream = reinterpret_cast<uv_stream_t*>(&tcp_);
-  uv_buf_t b = uv_buf_init(out_.data(), static_cast<unsigned>(out_.size()));
+  uv_buf_t b = uv_buf_init(pending.data(), static_cast<unsigned>(pending.size()));
   int r = uv_try_write(stream, &b, 1);
-  if (r == static_cast<int>(out_.size())) {
-    out_.clear();
-    if (out_.capacity() > 64 * 1024) out_.shrink_to_fit();
+  if (r == static_cast<int>(pending.size())) {
+    pending.clear();
+    if (pending.capacity() > 64 * 1024) pending.shrink_to_fit();
     if (close_after_flush_) BeginLinger();
     else if (client_.output_blocked()) worker().SchedulePump(this);  // room again
     return;
@@ -127,8 +215,8 @@ void Connection::Flush() {
   }
   const size_t sent = r > 0 ? static_cast<size_t>(r) : 0;
   Spill& sp = spill();
-  sp.writing.assign(out_, sent);
-  out_.clear();
+  sp.writing.assign(pending, sent);
+  pending.clear();
   if (CutIfOverLimit()) return;
   sp.write_req.data = this;
   b = uv_buf_init(sp.writing.data(), static_cast<unsigned>(sp.writing.size()));
@@ -156,7 +244,8 @@ void Connection::OnWrite(uv_write_t* req, int status) {
   }
   if (c->closing_) return;
   if (c->client_.output_blocked()) c->worker().SchedulePump(c);  // the output drained
-  if (!c->out_.empty() || c->close_after_flush_) c->worker().MarkDirty(c);
+  if (!c->out_.empty() || c->close_after_flush_ || (c->filters_ && !c->filters_->wire().empty()))
+    c->worker().MarkDirty(c);
 }
 
 namespace {
@@ -166,6 +255,10 @@ constexpr auto kLinger = std::chrono::seconds(2);
 void Connection::BeginLinger() {
   if (lingering_ || closing_) return;
   lingering_ = true;
+  if (read_paused_) {  // the linger drains the peer's input, rate limit or not
+    read_paused_ = false;
+    uv_read_start(reinterpret_cast<uv_stream_t*>(&tcp_), &Connection::OnAlloc, &Connection::OnRead);
+  }
   // The MQTT conversation is over (nothing more is read or handled): release the session and publish
   // the will now. Waiting for the close would hold them for the whole linger when the peer is dead
   // (keep alive timeout), which never closes its side. OnClose's later call is a no-op.
@@ -202,7 +295,9 @@ void Connection::ReleaseIdleBuffers() {
   // buffer per connection per second; an idle one drops its last reply's buffer (a v5 CONNACK with
   // properties outgrows the string's inline capacity) and its spill.
   if (out_.empty() && out_.capacity() > std::string().capacity()) std::string().swap(out_);
-  if (spill_ && spill_->in.empty() && spill_->writing.empty()) spill_.reset();
+  if (filters_ && filters_->wire().empty() && filters_->wire().capacity() > std::string().capacity())
+    std::string().swap(filters_->wire());
+  if (spill_ && spill_->in.empty() && spill_->writing.empty() && !read_paused_) spill_.reset();
 }
 
 void Connection::CloseAfterFlush() {
@@ -223,6 +318,10 @@ void Connection::OnClose(uv_handle_t* h) {
   c->link_->conn_ = nullptr;
   c->client_.OnClosed();
   if (c->listener_) c->listener_->active.fetch_sub(1, std::memory_order_relaxed);
+  if (c->address_counted_) {
+    if (auto address = broker::guard::IpAddress::ParsePeer(c->peer_))
+      c->worker().broker().guards().addresses->Release(*address);
+  }
   if (c->attached_) c->worker().Detach(c);
   delete c;
 }

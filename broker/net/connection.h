@@ -10,11 +10,13 @@
 
 #include "broker/core/client.h"
 #include "broker/core/transport.h"
+#include "broker/net/filter.h"
 
 namespace parley::net {
 
 class Worker;
 class Connection;
+class FilterStack;
 struct ListenerShared;
 
 // The SessionLink for a connection. Shared by the session (any thread) and the connection (its loop).
@@ -36,16 +38,28 @@ class Connection final : public broker::Transport {
   Connection(Worker& worker);
   ~Connection() override;
   uv_tcp_t* handle() { return &tcp_; }
-  // Starts reading; call once after uv_accept succeeded.
+  // Stacks byte-stream filters (TLS, WebSocket; socket first) between the socket and the MQTT client.
+  // Before Start(); without it the client speaks straight to the socket.
+  void SetFilters(std::vector<std::unique_ptr<Filter>> filters);
+  // After uv_accept: learns the peer's address and applies the admission guards (address bans, per-address
+  // limits). False: refused (logged); the caller closes the connection.
+  bool Admit();
+  // Starts reading; call once after Admit() succeeded.
   void Start();
   // Closes the socket now (no flush).
   void CloseNow();
 
   // Transport
   std::string& OutBuffer() override;
-  size_t PendingOutBytes() const override { return out_.size() + (spill_ ? spill_->writing.size() : 0); }
+  size_t PendingOutBytes() const override;
   void CloseAfterFlush() override;
   std::string_view PeerAddress() const override { return peer_; }
+  std::string_view CertificateIdentity() const override;
+  void PauseReading(SteadyTime until) override;
+  // Loop thread: the worker's resume timer found `until` passed: read again, and first hand the client the
+  // bytes it left unread.
+  void ResumeReading();
+  SteadyTime paused_until() const { return spill_ ? spill_->paused_until : SteadyTime{}; }
 
   broker::Client& client() { return client_; }
   // The listener whose connection count this connection holds (released on close); null if uncounted.
@@ -74,7 +88,10 @@ class Connection final : public broker::Transport {
   void BeginLinger();
   // Closes the connection when its unwritten output passed limits.max_outbound_buffer; true if it did.
   bool CutIfOverLimit();
+  // Bytes from the socket: through the filters, if any, then to the client.
   void Consume(const char* data, size_t n);
+  // MQTT bytes for the client, with the carry-over of an incomplete packet.
+  void ConsumeMqtt(const char* data, size_t n);
   void ReleaseIdleBuffers();
 
   // Buffers a connection needs only while a packet arrives in pieces or the kernel refuses part of a write.
@@ -83,6 +100,7 @@ class Connection final : public broker::Transport {
     std::string in;       // carry-over: the start of a packet not yet complete
     std::string writing;  // handed to the kernel, awaiting completion
     uv_write_t write_req;
+    SteadyTime paused_until{};  // PauseReading: read again then
   };
   Spill& spill() {
     if (!spill_) spill_ = std::make_unique<Spill>();
@@ -94,6 +112,8 @@ class Connection final : public broker::Transport {
   bool closing_ = false;
   bool attached_ = false;
   bool lingering_ = false;
+  bool read_paused_ = false;  // PauseReading: not reading the socket until paused_until_
+  bool address_counted_ = false;  // admitted with AddressLimiter's kOk: released (by peer_) at close
   // The worker is the loop's (uv_loop_t::data): one pointer less per connection.
   Worker& worker() const { return *static_cast<Worker*>(tcp_.loop->data); }
   uv_tcp_t tcp_;
@@ -102,6 +122,7 @@ class Connection final : public broker::Transport {
   std::string peer_;
   std::string out_;  // appended by the client this iteration
   std::unique_ptr<Spill> spill_;
+  std::unique_ptr<FilterStack> filters_;  // TLS / WebSocket listeners only; out_ passes through it to its wire()
   ListenerShared* listener_ = nullptr;
   SteadyTime linger_until_{};
 };

@@ -8,9 +8,48 @@
 #include <cerrno>
 #include <cstring>
 
+#include "broker/net/overload.h"
+#include "broker/net/tls.h"
 #include "broker/net/worker.h"
 
 namespace parley::net {
+
+ListenerProtocol ParseListenerProtocol(std::string_view text) {
+  if (text == "mqtts") return ListenerProtocol::kMqtts;
+  if (text == "ws") return ListenerProtocol::kWs;
+  if (text == "wss") return ListenerProtocol::kWss;
+  return ListenerProtocol::kMqtt;
+}
+
+std::string_view ListenerProtocolName(ListenerProtocol p) {
+  switch (p) {
+    case ListenerProtocol::kMqtt: return "mqtt";
+    case ListenerProtocol::kMqtts: return "mqtts";
+    case ListenerProtocol::kWs: return "ws";
+    case ListenerProtocol::kWss: return "wss";
+  }
+  return "mqtt";
+}
+
+std::shared_ptr<const TlsContext> ListenerShared::tls() const {
+  std::lock_guard lock(tls_mu_);
+  return tls_;
+}
+
+void ListenerShared::set_tls(std::shared_ptr<const TlsContext> tls) {
+  std::lock_guard lock(tls_mu_);
+  tls_ = std::move(tls);
+}
+
+std::vector<std::unique_ptr<Filter>> ListenerShared::MakeFilters() const {
+  std::vector<std::unique_ptr<Filter>> filters;
+  if (protocol == ListenerProtocol::kMqtts || protocol == ListenerProtocol::kWss) {
+    if (auto ctx = tls()) filters.push_back(ctx->NewFilter());
+  }
+  if (protocol == ListenerProtocol::kWs || protocol == ListenerProtocol::kWss)
+    filters.push_back(std::make_unique<WebSocketFilter>(websocket));
+  return filters;
+}
 
 namespace {
 
@@ -81,6 +120,8 @@ Status Server::Listen(const std::vector<ListenSpec>& specs) {
     socklen_t len;
     if (!ParseAddress(spec.bind, spec.port, &ss, &len))
       return Status::Error("listener " + spec.name + ": bad bind address '" + spec.bind + "'");
+    const bool needs_tls = spec.protocol == ListenerProtocol::kMqtts || spec.protocol == ListenerProtocol::kWss;
+    if (needs_tls && !spec.tls) return Status::Error("listener " + spec.name + ": TLS listener without a TLS context");
     std::string err;
     const std::string where = "listener " + spec.name + " (" + spec.bind + ":" + std::to_string(spec.port) + ")";
     if (spec.port != 0 && !PortFree(ss, len, &err)) return Status::Error(where + ": " + err);
@@ -89,6 +130,9 @@ Status Server::Listen(const std::vector<ListenSpec>& specs) {
     ListenerShared* shared = listeners_.back().get();
     shared->name = spec.name;
     shared->max_connections = spec.max_connections;
+    shared->protocol = spec.protocol;
+    shared->websocket = spec.websocket;
+    shared->set_tls(spec.tls);
     for (auto& w : workers_) {
       int fd = OpenListenSocket(ss, len, spec.backlog, &err);
       if (fd < 0) return Status::Error(where + ": " + err);
@@ -107,6 +151,11 @@ Status Server::Listen(const std::vector<ListenSpec>& specs) {
     bound_ports_.push_back(port);
   }
   return Status::Ok();
+}
+
+void Server::WatchOverload(const OverloadOptions& options) {
+  overload_ = std::make_unique<OverloadWatch>(broker_, options, static_cast<int>(workers_.size()));
+  for (auto& w : workers_) w->set_overload_watch(overload_.get());
 }
 
 void Server::Start() {

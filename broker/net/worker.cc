@@ -10,6 +10,7 @@
 #include <string>
 
 #include "broker/net/connection.h"
+#include "broker/net/overload.h"
 #include "broker/net/server.h"
 
 namespace parley::net {
@@ -40,6 +41,8 @@ Worker::Worker(broker::Broker& broker, int index)
   broker_tick_.data = this;
   uv_timer_init(&loop_, &shutdown_timer_);
   shutdown_timer_.data = this;
+  uv_timer_init(&loop_, &resume_timer_);
+  resume_timer_.data = this;
 }
 
 Worker::~Worker() {
@@ -165,6 +168,36 @@ void Worker::SchedulePump(Connection* c) {
   pumps_.push_back(c);
 }
 
+namespace {
+// How often paused connections are checked: rate limits resume within this much of their time.
+constexpr uint64_t kResumeCheckMs = 5;
+}  // namespace
+
+void Worker::SchedulePausedRead(Connection* c) {
+  paused_reads_.push_back(c);
+  if (!uv_is_active(reinterpret_cast<uv_handle_t*>(&resume_timer_)))
+    uv_timer_start(&resume_timer_, &Worker::OnResumeReads, kResumeCheckMs, kResumeCheckMs);
+}
+
+void Worker::OnResumeReads(uv_timer_t* h) {
+  auto* w = static_cast<Worker*>(h->data);
+  const SteadyTime now = std::chrono::steady_clock::now();
+  // ResumeReading may pause the connection again (it appends to paused_reads_): walk a snapshot.
+  std::vector<Connection*> due;
+  auto& list = w->paused_reads_;
+  size_t keep = 0;
+  for (Connection* c : list) {
+    if (!c) continue;
+    if (c->paused_until() <= now) due.push_back(c);
+    else list[keep++] = c;
+  }
+  list.resize(keep);
+  // Connections are freed only from their close callbacks (a later loop iteration), so every pointer in
+  // `due` stays valid while this loop runs, whatever ResumeReading does.
+  for (Connection* c : due) c->ResumeReading();
+  if (w->paused_reads_.empty()) uv_timer_stop(&w->resume_timer_);
+}
+
 void Worker::MarkDirty(Connection* c) {
   if (c->dirty_) return;
   c->dirty_ = true;
@@ -202,6 +235,22 @@ void Worker::OnPrepare(uv_prepare_t* h) {
 
 void Worker::OnTick(uv_timer_t* h) {
   auto* w = static_cast<Worker*>(h->data);
+  // Event-loop lag: how much later than its period this timer fired (the loop was busy that long).
+  uv_update_time(&w->loop_);
+  const uint64_t now_ms = uv_now(&w->loop_);
+  if (w->overload_) {
+    const uint64_t late = w->last_tick_ms_ && now_ms > w->last_tick_ms_ + kTickMs ? now_ms - w->last_tick_ms_ - kTickMs : 0;
+    w->overload_->ReportLag(w->index_, std::chrono::milliseconds(late));
+    if (w->index_ == 0) w->overload_->Evaluate();
+  }
+  if (w->index_ == 0 && ++w->ticks_ % 10 == 0) {
+    // Idle entries of the admission tables: addresses with no connection and a full bucket, quiet client ids.
+    const auto& g = w->broker_.guards();
+    const auto now = std::chrono::steady_clock::now();
+    if (g.addresses) g.addresses->Sweep(now);
+    if (g.flaps) g.flaps->Sweep(now);
+  }
+  w->last_tick_ms_ = now_ms;
   w->ReopenReserve();  // lost when another thread took the descriptor a shed freed
   w->ResumeListeners();
   for (Connection* c = w->head_; c;) {
@@ -255,6 +304,11 @@ void Worker::OnConnection(uv_stream_t* server, int status) {
     return;
   }
   if (shared->max_connections) c->set_listener(shared);
+  if (!c->Admit()) {
+    c->CloseNow();  // a ban or a per-address limit: closed before a byte is read
+    return;
+  }
+  if (shared->protocol != ListenerProtocol::kMqtt) c->SetFilters(shared->MakeFilters());
   c->Start();
 }
 
@@ -298,6 +352,15 @@ void Worker::WarnAcceptTrouble(const Listener* l, const std::string& what) {
   accept_trouble_logged_ = now;
 }
 
+void Worker::WarnRefused(const std::string& peer, const std::string& why) {
+  ++refused_;
+  const auto now = std::chrono::steady_clock::now();
+  if (now - refused_logged_ < std::chrono::seconds(1)) return;
+  spdlog::warn("refused a connection from {}: {} ({} refused since the last warning)", peer, why, refused_);
+  refused_ = 0;
+  refused_logged_ = now;
+}
+
 void Worker::Attach(Connection* c) {
   c->next_ = head_;
   if (head_) head_->prev_ = c;
@@ -316,6 +379,7 @@ void Worker::Detach(Connection* c) {
   for (auto& d : dirty_) if (d == c) d = nullptr;
   for (auto& p : pumping_) if (p == c) p = nullptr;
   for (auto& d : flushing_) if (d == c) d = nullptr;
+  for (auto& r : paused_reads_) if (r == c) r = nullptr;
   MaybeFinishShutdown();
 }
 

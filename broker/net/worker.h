@@ -18,6 +18,7 @@ namespace parley::net {
 
 class Connection;
 class Link;
+class OverloadWatch;
 struct ListenerShared;
 
 class Worker {
@@ -30,6 +31,8 @@ class Worker {
   // Adopts a bound, listening socket (this worker's SO_REUSEPORT sibling). Before Start().
   // `shared` (owned by the Server) outlives the worker.
   bool AddListenFd(int fd, ListenerShared* shared, std::string* error);
+  // Before Start(): the watchdog this worker reports its loop lag to (worker 0 also evaluates it). Not owned.
+  void set_overload_watch(OverloadWatch* w) { overload_ = w; }
   void Start();
   // Any thread: stop accepting, send DISCONNECT 0x8B to v5 clients, close everything, end the loop.
   void Shutdown();
@@ -47,17 +50,22 @@ class Worker {
   int index() const { return index_; }
   void MarkDirty(Connection* c);       // has output to flush this iteration
   void SchedulePump(Connection* c);    // Client::Pump() before this iteration's flush
+  // `c` stopped reading until c->paused_until() (rate limits): the resume timer starts it again.
+  void SchedulePausedRead(Connection* c);
   void Attach(Connection* c);
   void Detach(Connection* c);
   char* read_buffer() { return read_buffer_.get(); }
   static constexpr size_t kReadBufferSize = 64 * 1024;
   size_t connection_count() const { return connection_count_; }
+  // A connection refused at accept (a ban, a per-address limit): logged once a second at most, with a count.
+  void WarnRefused(const std::string& peer, const std::string& why);
 
  private:
   static void OnAsync(uv_async_t* h);
   static void OnPrepare(uv_prepare_t* h);
   static void OnTick(uv_timer_t* h);
   static void OnBrokerTick(uv_timer_t* h);
+  static void OnResumeReads(uv_timer_t* h);
   static void OnConnection(uv_stream_t* server, int status);
   void DrainPosted();
   void BeginShutdown();
@@ -71,6 +79,8 @@ class Worker {
   uv_timer_t tick_;
   uv_timer_t broker_tick_;
   uv_timer_t shutdown_timer_;
+  uv_timer_t resume_timer_;  // runs while paused_reads_ is not empty
+  std::vector<Connection*> paused_reads_;
   struct Listener {
     uv_tcp_t tcp;
     Worker* worker;
@@ -106,6 +116,8 @@ class Worker {
   // Accept trouble (errors, file descriptors near the limit): counted, and logged once a second at most.
   void WarnAcceptTrouble(const Listener* l, const std::string& what);
   uint64_t accept_trouble_ = 0;
+  uint64_t refused_ = 0;
+  std::chrono::steady_clock::time_point refused_logged_{};
   std::chrono::steady_clock::time_point accept_trouble_logged_{};
   // A descriptor held in reserve (on /dev/null): out of descriptors, it is closed to accept and close the
   // connections waiting in the backlog, then reopened (ShedBacklog); the tick reopens it if that failed.
@@ -117,6 +129,9 @@ class Worker {
   uint64_t fd_warn_at_ = 0;  // warn when an accepted connection's descriptor reaches this (95 % of the limit)
   std::unique_ptr<char[]> read_buffer_;
   bool shutting_down_ = false;
+  OverloadWatch* overload_ = nullptr;
+  uint64_t last_tick_ms_ = 0;  // uv_now at the previous tick, for the loop lag
+  uint64_t ticks_ = 0;
 };
 
 }  // namespace parley::net

@@ -801,3 +801,138 @@ def mosquitto_pub(port, topic, payload, qos=0, version="mqttv311", retain=False,
     r = subprocess.run(args, capture_output=True, timeout=timeout)
     assert r.returncode == 0, "mosquitto_pub failed: %r %r" % (r.stdout, r.stderr)
     return r
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Listeners besides the first (TLS, WebSocket), MQTT 5 AUTH packets, Paho over TLS / WebSocket.
+# (Used by test_tls.py, test_websocket.py, test_token_auth.py.)
+
+
+def listener_ports(broker, timeout=5):
+    """{listener name: port} from the broker's `listening on <addr>:<port> (<name>, <protocol>)` log lines,
+    one per listener in config order (the latest line per name, so it follows restarts). Waits for the
+    "started" line that follows the last of them."""
+    import re
+    found = {}
+
+    def scan():
+        log = broker.log()
+        last = None
+        for m in re.finditer(r"listening on \S+:(\d+) \(([^,()]+), ([a-z]+)\)", log):
+            found[m.group(2)] = int(m.group(1))
+            last = m
+        return last is not None and " started with " in log[last.end():]
+
+    assert wait_for(scan, timeout), "no 'listening on' / 'started' lines in the log:\n" + broker.log()[-3000:]
+    return dict(found)
+
+
+def mqtt_auth(reason=0x18, props=None):
+    """An MQTT 5 AUTH packet. props: as encode_props (e.g. {P_AUTH_METHOD: 'SCRAM-SHA-256', P_AUTH_DATA: b'...'})."""
+    if reason == 0 and not props:
+        return fixed(AUTH, 0, b"")
+    return fixed(AUTH, 0, bytes([reason]) + encode_props(props))
+
+
+def auth_fields(packet):
+    """(reason code, properties) of a received AUTH Packet (Packet does not parse AUTH bodies itself)."""
+    assert packet.type == AUTH, "expected AUTH, got %r" % (packet,)
+    b = packet.body
+    if not b:
+        return 0, {}
+    if len(b) == 1:
+        return b[0], {}
+    props, _ = decode_props(b, 1)
+    return b[0], props
+
+
+class SocketRawClient(RawClient):
+    """A RawClient over a socket the caller made and connected (e.g. an ssl.SSLSocket)."""
+
+    def __init__(self, sock, version=5):  # noqa: super().__init__ would open its own TCP connection
+        self.version = version
+        self.sock = sock
+        self.buf = bytearray()
+        self.pending = []
+
+
+def tls_socket(port, ca=None, cert=None, key=None, min_version=None, max_version=None,
+               server_hostname="localhost", timeout=5):
+    """A TLS connection to 127.0.0.1:port, handshake done (raises ssl.SSLError / OSError if it fails).
+    ca: a CA file to verify the server with (None = no verification); cert/key: a client certificate;
+    min_version/max_version: ssl.TLSVersion values."""
+    import ssl
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    if ca:
+        ctx.load_verify_locations(ca)
+    else:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    if cert:
+        ctx.load_cert_chain(cert, key)
+    if min_version:
+        ctx.minimum_version = min_version
+    if max_version:
+        ctx.maximum_version = max_version
+    raw = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    try:
+        return ctx.wrap_socket(raw, server_hostname=server_hostname)
+    except BaseException:
+        raw.close()
+        raise
+
+
+class NetPahoClient(PahoClient):
+    """A PahoClient over TLS and/or WebSocket.
+    transport: "tcp" | "websockets"; tls: None or tls_set() kwargs (ca_certs=, certfile=, keyfile=,
+    tls_version=); ws_path / ws_headers: ws_set_options(); host: what Paho connects to (and checks the server
+    certificate against, and sends as the WebSocket Host)."""
+
+    def __init__(self, port, transport="tcp", tls=None, ws_path="/mqtt", ws_headers=None, host="127.0.0.1",
+                 connect=True, timeout=5, **kw):
+        super().__init__(port, connect=False, **kw)
+        self.host = host
+        # Paho 1.6 takes the transport only in Client(); PahoClient made that Client already, and Client()
+        # does nothing with the value but store it here.
+        self.client._transport = transport.lower()
+        if transport == "websockets":
+            self.client.ws_set_options(path=ws_path, headers=ws_headers)
+        if tls is not None:
+            import ssl
+            # PROTOCOL_TLS_CLIENT (verifies the server and its name) unless the test picks another.
+            self.client.tls_set(**{"tls_version": ssl.PROTOCOL_TLS_CLIENT, **tls})
+        if connect:
+            self.connect(timeout)
+
+    def connect(self, timeout=5):
+        kwargs = {}
+        if self.version == V5:
+            kwargs["clean_start"] = self.clean
+            if self.properties is not None:
+                kwargs["properties"] = self.properties
+        self._connected.clear()
+        self._disconnected.clear()
+        self.client.connect(self.host, self.port, self.keepalive, **kwargs)  # TLS / WS handshakes happen here
+        self.client.loop_start()
+        assert self._connected.wait(timeout), "no CONNACK"
+        return self.connack[1]
+
+
+@pytest.fixture
+def net_clients():
+    """Factory fixture like `clients`, for NetPahoClient: net_clients(port, transport=, tls=, ...)."""
+    made = []
+
+    def factory(port, **kw):
+        connect = kw.pop("connect", True)
+        timeout = kw.pop("timeout", 5)
+        c = NetPahoClient(port, connect=False, **kw)
+        made.append(c)
+        if connect:
+            c.connect(timeout)
+        return c
+
+    yield factory
+    for c in made:
+        c.stop()

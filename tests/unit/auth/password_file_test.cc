@@ -29,7 +29,8 @@ AuthDecision Try(const Authenticator& a, std::optional<std::string_view> user,
   info.username = user;
   info.password = password;
   info.peer_address = "127.0.0.1:1";
-  return a.Authenticate(info);
+  Grant grant;
+  return a.Authenticate(info, grant);
 }
 
 std::unique_ptr<PasswordFile> MustParse(std::string_view text, AuthDecision unknown = AuthDecision::kDeny) {

@@ -125,8 +125,17 @@ batch_interval = "200ms"
   CHECK(c.log.level == "debug");
   CHECK(c.log.format == "json");
   REQUIRE(c.listeners.size() == 2);
-  CHECK(c.listeners[0] == Listener{"public", "0.0.0.0", 8883, "mqtt", 4096, 100000});
-  CHECK(c.listeners[1] == Listener{"local-v6", "::1", 0, "mqtt", 1024, 0});
+  auto listener = [](std::string name, std::string bind, uint16_t port, int backlog, uint32_t max) {
+    Listener x;
+    x.name = std::move(name);
+    x.bind = std::move(bind);
+    x.port = port;
+    x.backlog = backlog;
+    x.max_connections = max;
+    return x;
+  };
+  CHECK(c.listeners[0] == listener("public", "0.0.0.0", 8883, 4096, 100000));
+  CHECK(c.listeners[1] == listener("local-v6", "::1", 0, 1024, 0));
   const Limits& l = c.limits;
   CHECK(l.max_packet_size == 262144);
   CHECK(l.receive_maximum == 100);
@@ -301,9 +310,9 @@ TEST_CASE("values from a fixed list") {
         "\"off\" (got \"verbose\")");
   CHECK(ErrorOf(l + "[log]\nformat = \"xml\"\n") ==
         "t.toml:4: log.format: must be one of \"text\", \"json\" (got \"xml\")");
-  CHECK(ErrorOf(l + "protocol = \"ws\"\n") ==
-        "t.toml:3: listener[0].protocol: must be one of \"mqtt\" (got \"ws\"); mqtts, ws and wss are not "
-        "supported yet");
+  CHECK(ErrorOf(l + "protocol = \"quic\"\n") ==
+        "t.toml:3: listener[0].protocol: must be one of \"mqtt\", \"mqtts\", \"ws\", \"wss\" (got \"quic\"); "
+        "mqtt = TCP, mqtts = TLS, ws = WebSocket, wss = WebSocket over TLS");
   // Case matters, as everywhere in TOML.
   CHECK_FALSE(ParseConfig(l + "[log]\nlevel = \"INFO\"\n", "t.toml").ok());
 }
@@ -631,6 +640,142 @@ TEST_CASE("loader, conf/parley.toml and docs/configuration.md list the same keys
     CHECK(docs.find("| `" + leaf + "` |") + docs.find("| `" + std::string(k) + "` |") !=
           2 * std::string::npos);
   }
+}
+
+TEST_CASE("TLS and WebSocket listeners") {
+  const auto c = Parsed(R"([[listener]]
+name = "tls"
+protocol = "mqtts"
+port = 8883
+[listener.tls]
+cert_file = "certs/server.pem"
+key_file = "/etc/parley/server.key"
+ca_file = "certs/ca.pem"
+require_client_cert = true
+username_from_cert = "san"
+min_version = "1.3"
+
+[[listener]]
+name = "ws"
+protocol = "ws"
+port = 8080
+[listener.websocket]
+path = "/mqtt/v1"
+allowed_origins = ["https://app.example.com"]
+
+[[listener]]
+name = "wss"
+protocol = "wss"
+port = 8443
+[listener.tls]
+cert_file = "s.pem"
+key_file = "s.key"
+)", "/etc/parley/parley.toml");
+  REQUIRE(c.listeners.size() == 3);
+  REQUIRE(c.listeners[0].tls);
+  const Tls& t = *c.listeners[0].tls;
+  CHECK(t.cert_file == "/etc/parley/certs/server.pem");  // relative to the file's directory
+  CHECK(t.key_file == "/etc/parley/server.key");
+  CHECK(t.ca_file == "/etc/parley/certs/ca.pem");
+  CHECK(t.require_client_cert);
+  CHECK(t.username_from_cert == "san");
+  CHECK(t.min_version == "1.3");
+  CHECK_FALSE(c.listeners[1].tls);
+  CHECK(c.listeners[1].websocket.path == "/mqtt/v1");
+  CHECK(c.listeners[1].websocket.allowed_origins == std::vector<std::string>{"https://app.example.com"});
+  REQUIRE(c.listeners[2].tls);
+  CHECK(c.listeners[2].websocket.path == "/mqtt");  // the default
+  CHECK(c.listeners[2].tls->min_version == "1.2");
+
+  const std::string head = "[[listener]]\nname = \"a\"\n";
+  CHECK(ErrorOf(head + "protocol = \"mqtts\"\n") ==
+        "t.toml:1: listener[0].tls: required for protocol \"mqtts\": a [listener.tls] table with cert_file and "
+        "key_file");
+  CHECK(ErrorOf(head + "[listener.tls]\ncert_file = \"a\"\nkey_file = \"b\"\n") ==
+        "t.toml:3: listener[0].tls: only for protocol \"mqtts\" or \"wss\" (this listener is \"mqtt\")");
+  CHECK(ErrorOf(head + "protocol = \"wss\"\n[listener.tls]\nkey_file = \"b\"\n") ==
+        "t.toml:4: listener[0].tls.cert_file: required: the server certificate (PEM, chain allowed)");
+  CHECK(ErrorOf(head + "protocol = \"mqtts\"\n[listener.tls]\ncert_file = \"a\"\nkey_file = \"b\"\n"
+                       "require_client_cert = true\n") ==
+        "t.toml:4: listener[0].tls.ca_file: required when require_client_cert = true: the CAs that sign client "
+        "certificates");
+  CHECK(ErrorOf(head + "protocol = \"mqtts\"\n[listener.tls]\ncert_file = \"a\"\nkey_file = \"b\"\n"
+                       "min_version = \"1.1\"\n") ==
+        "t.toml:7: listener[0].tls.min_version: must be one of \"1.2\", \"1.3\" (got \"1.1\"); older TLS versions "
+        "are not offered");
+  CHECK(ErrorOf(head + "[listener.websocket]\npath = \"/x\"\n") ==
+        "t.toml:3: listener[0].websocket: only for protocol \"ws\" or \"wss\" (this listener is \"mqtt\")");
+  CHECK(ErrorOf(head + "protocol = \"ws\"\n[listener.websocket]\npath = \"mqtt\"\n") ==
+        "t.toml:5: listener[0].websocket.path: must start with / and hold only visible ASCII without ? or # "
+        "(got \"mqtt\")");
+  CHECK(ErrorOf(head + "protocol = \"ws\"\n[listener.websocket]\nallowed_origins = [\"a\", 1]\n") ==
+        "t.toml:5: listener[0].websocket.allowed_origins: must be an array of strings; an element is an integer");
+}
+
+TEST_CASE("abuse limits, overload and token auth") {
+  const auto c = Parsed(std::string(kListener) + R"(
+[limits]
+max_connections_per_address = 100
+connection_rate_per_address = 20
+publish_rate = 1000
+publish_byte_rate = "1MiB"
+flapping_max_connects = 10
+flapping_window = "1m"
+flapping_ban = "10m"
+
+[auth]
+scram_file = "scram.txt"
+ban_file = "bans.txt"
+[auth.jwt]
+algorithm = "RS256"
+public_key_file = "jwt.pub"
+acl_claim = "acl"
+leeway = "5s"
+
+[overload]
+memory_high = "8GiB"
+loop_lag_high = "none"
+)", "/etc/p/parley.toml");
+  CHECK(c.limits.max_connections_per_address == 100);
+  CHECK(c.limits.connection_rate_per_address == 20);
+  CHECK(c.limits.publish_rate == 1000);
+  CHECK(c.limits.publish_byte_rate == 1024 * 1024);
+  CHECK(c.limits.flapping_max_connects == 10);
+  CHECK(c.limits.flapping_window == std::chrono::seconds(60));
+  CHECK(c.limits.flapping_ban == std::chrono::seconds(600));
+  CHECK(c.auth.scram_file == "/etc/p/scram.txt");
+  CHECK(c.auth.ban_file == "/etc/p/bans.txt");
+  REQUIRE(c.auth.jwt);
+  CHECK(c.auth.jwt->algorithm == "RS256");
+  CHECK(c.auth.jwt->public_key_file == "/etc/p/jwt.pub");
+  CHECK(c.auth.jwt->username_claim == "sub");
+  CHECK(c.auth.jwt->acl_claim == "acl");
+  CHECK(c.auth.jwt->leeway == std::chrono::seconds(5));
+  CHECK(c.overload.memory_high == 8ull << 30);
+  CHECK(c.overload.loop_lag_high == std::chrono::milliseconds(0));
+  CHECK(DefaultConfig().overload.loop_lag_high == std::chrono::milliseconds(1000));
+
+  const std::string l(kListener);
+  CHECK(ErrorOf(l + "[auth.jwt]\nalgorithm = \"HS256\"\n") ==
+        "t.toml:3: auth.jwt.secret_file: required for HS256: a file holding the shared secret");
+  CHECK(ErrorOf(l + "[auth.jwt]\nalgorithm = \"none\"\nsecret_file = \"s\"\n") ==
+        "t.toml:4: auth.jwt.algorithm: must be one of \"HS256\", \"RS256\", \"ES256\" (got \"none\")");
+  CHECK(ErrorOf(l + "[limits]\npublish_byte_rate = 1000\npublish_byte_burst = 1000\n") ==
+        "t.toml:5: limits.publish_byte_burst: must be at least max_packet_size (1048576 bytes), or one large "
+        "PUBLISH could never pass");
+}
+
+// Found by fuzz_config: both slipped through before.
+TEST_CASE("NUL characters and control bytes") {
+  CHECK(ErrorOf("[[listener]]\nname = \"m\"\nbind = \"127.0.0.1\\u0000junk\"\n") ==
+        "t.toml:3: listener[0].bind: must not contain a NUL character (\\u0000)");
+  CHECK(ErrorOf(std::string(kListener) + "[auth]\nacl_file = \"a\\u0000b\"\n") ==
+        "t.toml:4: auth.acl_file: must not contain a NUL character (\\u0000)");
+  // A syntax error quoting the file's bytes stays one printable line.
+  const std::string msg = ErrorOf(std::string("a = t\x01\n"));
+  CHECK(msg.find('\x01') == std::string::npos);
+  CHECK(msg.find('\n') == std::string::npos);
+  CHECK(ErrorOf("a = i\n").find('\n') == std::string::npos);
 }
 
 }  // namespace

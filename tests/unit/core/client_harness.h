@@ -27,8 +27,14 @@ class FakeTransport final : public Transport {
   size_t PendingOutBytes() const override { return out_.size() + extra_pending; }
   void CloseAfterFlush() override { ++close_calls; }
   std::string_view PeerAddress() const override { return "127.0.0.1:1883"; }
+  void PauseReading(SteadyTime until) override {
+    ++pauses;
+    paused_until = until;
+  }
 
   std::string out_;
+  int pauses = 0;
+  SteadyTime paused_until{};
   size_t extra_pending = 0;
   int close_calls = 0;
 };
