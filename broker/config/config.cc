@@ -590,9 +590,12 @@ void ReadLimits(Errors& errors, const toml::table& t, Limits* limits) {
     limits->connect_timeout = Milliseconds(static_cast<int64_t>(*ms));
   }
   r.Size("max_outbound_buffer", 1, kU64, &limits->max_outbound_buffer);
+  if (r.Duration("write_timeout", 1000, kDay, false, true, &ms))
+    limits->write_timeout = Milliseconds(ms ? static_cast<int64_t>(*ms) : 0);
   r.Integer("max_retained_messages", 0, kU32, &limits->max_retained_messages,
             "must be between 0 (unlimited) and 4294967295");
   constexpr std::string_view kUnlimited = "must be between 0 (unlimited) and 4294967295";
+  r.Integer("max_connections", 0, kU32, &limits->max_connections, kUnlimited);
   r.Integer("max_connections_per_address", 0, kU32, &limits->max_connections_per_address, kUnlimited);
   r.Integer("connection_rate_per_address", 0, kU32, &limits->connection_rate_per_address, kUnlimited);
   r.Integer("connection_burst_per_address", 0, kU32, &limits->connection_burst_per_address,

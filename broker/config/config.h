@@ -71,7 +71,9 @@ struct Limits {
   uint32_t max_subscriptions_per_client = 0;  // 0 = unlimited
   Milliseconds connect_timeout{10'000};    // time from TCP accept to a complete CONNECT
   uint64_t max_outbound_buffer = 16ull * 1024 * 1024;  // bytes pending to a slow reader before we cut it
+  Milliseconds write_timeout{60'000};  // a write the peer has not taken for this long closes it; 0 = never
   uint32_t max_retained_messages = 0;      // 0 = unlimited
+  uint32_t max_connections = 0;  // across all listeners; 0 = unlimited (the open-file limit still applies)
   // Per client address (IPv6 by /64), across listeners. 0 = unlimited.
   uint32_t max_connections_per_address = 0;
   uint32_t connection_rate_per_address = 0;   // new connections per second; 0 = unlimited

@@ -28,6 +28,7 @@ struct BrokerOptions {
   uint32_t max_subscriptions_per_client = 0;
   std::chrono::milliseconds connect_timeout{10'000};
   uint64_t max_outbound_buffer = 16ull * 1024 * 1024;
+  std::chrono::milliseconds write_timeout{60'000};  // 0 = never
   uint32_t max_retained_messages = 0;
   // Inbound PUBLISH rate per client (token buckets; 0 = unlimited). Past it the client's socket is not read
   // until the bucket refills: TCP pushes back on the publisher, nothing is dropped.

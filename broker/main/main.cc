@@ -52,6 +52,7 @@ parley::broker::BrokerOptions ToOptions(const Config& c) {
   o.max_subscriptions_per_client = l.max_subscriptions_per_client;
   o.connect_timeout = l.connect_timeout;
   o.max_outbound_buffer = l.max_outbound_buffer;
+  o.write_timeout = l.write_timeout;
   o.max_retained_messages = l.max_retained_messages;
   o.publish_rate = l.publish_rate;
   o.publish_burst = l.publish_burst;
@@ -365,6 +366,7 @@ int main(int argc, char** argv) {
     s.websocket.max_message_size = uint64_t{cfg.limits.max_packet_size} + 64 * 1024;
     specs.push_back(std::move(s));
   }
+  server.SetMaxConnections(cfg.limits.max_connections);
   if (auto st = server.Listen(specs); !st.ok()) return Fail(st.message());
   server.WatchOverload({cfg.overload.memory_high, cfg.overload.loop_lag_high});
   server.Start();

@@ -216,6 +216,8 @@ void Connection::Flush() {
   const size_t sent = r > 0 ? static_cast<size_t>(r) : 0;
   Spill& sp = spill();
   sp.writing.assign(pending, sent);
+  sp.write_since = std::chrono::steady_clock::now();
+  sp.write_queued = sp.writing.size();
   pending.clear();
   if (CutIfOverLimit()) return;
   sp.write_req.data = this;
@@ -286,6 +288,22 @@ void Connection::OnTick() {
     if (std::chrono::steady_clock::now() >= linger_until_) CloseNow();
     return;
   }
+  // A peer that takes none of a write for write_timeout has stopped reading (or vanished without a FIN): it
+  // would otherwise hold its buffers, and its queue, until keep alive notices — if it has one.
+  const auto write_timeout = worker().broker().options().write_timeout;
+  if (write_timeout.count() > 0 && spill_ && !spill_->writing.empty()) {
+    const auto now = std::chrono::steady_clock::now();
+    const size_t queued = uv_stream_get_write_queue_size(reinterpret_cast<uv_stream_t*>(&tcp_));
+    if (queued < spill_->write_queued) spill_->write_since = now;  // the peer took some: still reading
+    spill_->write_queued = queued;
+  }
+  if (write_timeout.count() > 0 && spill_ && !spill_->writing.empty() &&
+      std::chrono::steady_clock::now() - spill_->write_since > write_timeout) {
+    spdlog::info("closing {} ({}): not reading, a write pending for more than {} ms", client_.client_id(), peer_,
+                 write_timeout.count());
+    CloseNow();
+    return;
+  }
   client_.OnTick();  // anything it writes or closes marks the connection dirty itself
   ReleaseIdleBuffers();
 }
@@ -317,7 +335,10 @@ void Connection::OnClose(uv_handle_t* h) {
   auto* c = static_cast<Connection*>(h->data);
   c->link_->conn_ = nullptr;
   c->client_.OnClosed();
-  if (c->listener_) c->listener_->active.fetch_sub(1, std::memory_order_relaxed);
+  if (c->listener_) {
+    c->listener_->active.fetch_sub(1, std::memory_order_relaxed);
+    if (c->listener_->total) c->listener_->total->active.fetch_sub(1, std::memory_order_relaxed);
+  }
   if (c->address_counted_) {
     if (auto address = broker::guard::IpAddress::ParsePeer(c->peer_))
       c->worker().broker().guards().addresses->Release(*address);

@@ -54,6 +54,7 @@ class Connection final : public broker::Transport {
   size_t PendingOutBytes() const override;
   void CloseAfterFlush() override;
   std::string_view PeerAddress() const override { return peer_; }
+  const std::string& PeerAddressString() const { return peer_; }
   std::string_view CertificateIdentity() const override;
   void PauseReading(SteadyTime until) override;
   // Loop thread: the worker's resume timer found `until` passed: read again, and first hand the client the
@@ -101,6 +102,9 @@ class Connection final : public broker::Transport {
     std::string writing;  // handed to the kernel, awaiting completion
     uv_write_t write_req;
     SteadyTime paused_until{};  // PauseReading: read again then
+    // limits.write_timeout: when the kernel last took any of `writing`, and how much libuv still held then.
+    SteadyTime write_since{};
+    size_t write_queued = 0;
   };
   Spill& spill() {
     if (!spill_) spill_ = std::make_unique<Spill>();

@@ -8,7 +8,9 @@ namespace parley::net {
 
 namespace {
 
-char AsciiLower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; }
+char AsciiLower(char c) {
+  return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
+}
 
 // RFC 9110 section 5.6.2: token = 1*tchar.
 bool IsToken(std::string_view s) {
@@ -61,8 +63,8 @@ std::optional<std::string_view> HttpRequest::Find(std::string_view name) const {
 }
 
 size_t HttpRequest::Count(std::string_view name) const {
-  return static_cast<size_t>(
-      std::count_if(headers.begin(), headers.end(), [&](const HttpHeader& h) { return EqualsIgnoreCase(h.name, name); }));
+  return static_cast<size_t>(std::count_if(
+      headers.begin(), headers.end(), [&](const HttpHeader& h) { return EqualsIgnoreCase(h.name, name); }));
 }
 
 bool HttpRequest::HasToken(std::string_view name, std::string_view token) const {
@@ -204,8 +206,8 @@ HttpParseResult HttpRequestParser::Fail(int status, std::string_view reason, siz
 }
 
 HttpParseResult HttpRequestParser::FailFromParser(size_t consumed) {
-  const HttpError e = callback_error_.status != 0 ? callback_error_
-                                                  : MapParserError(HTTP_PARSER_ERRNO(parser_.get()));
+  const HttpError e =
+      callback_error_.status != 0 ? callback_error_ : MapParserError(HTTP_PARSER_ERRNO(parser_.get()));
   return Fail(e.status, e.reason, consumed);
 }
 
@@ -292,7 +294,8 @@ HttpParseResult HttpRequestParser::Parse(std::span<const uint8_t> bytes) {
 
   if (!head_done) {
     if (e != HPE_OK) {
-      if (e == HPE_HEADER_OVERFLOW && request_.headers.empty()) return Fail(414, "request target too long", n);
+      if (e == HPE_HEADER_OVERFLOW && request_.headers.empty())
+        return Fail(414, "request target too long", n);
       return FailFromParser(n);
     }
     if (head_bytes_ >= limits_.max_head) {
@@ -317,7 +320,8 @@ std::string_view HttpRequestParser::ScanHead(std::span<const uint8_t> head) {
     // request-smuggling shape (RFC 9112 section 2.2), so refuse it.
     if (last_head_byte_ == '\r' && b != '\n') return "bare CR in the request head";
     // Obsolete line folding: RFC 9112 section 5.2 lets a server refuse it, and it is never needed.
-    if (last_head_byte_ == '\n' && (b == ' ' || b == '\t')) return "obsolete line folding in the request head";
+    if (last_head_byte_ == '\n' && (b == ' ' || b == '\t'))
+      return "obsolete line folding in the request head";
     last_head_byte_ = b;
   }
   return {};
@@ -327,32 +331,58 @@ std::string_view HttpRequestParser::ScanHead(std::span<const uint8_t> head) {
 
 std::string_view HttpReasonPhrase(int status) {
   switch (status) {
-    case 100: return "Continue";
-    case 101: return "Switching Protocols";
-    case 200: return "OK";
-    case 201: return "Created";
-    case 204: return "No Content";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 408: return "Request Timeout";
-    case 409: return "Conflict";
-    case 410: return "Gone";
-    case 411: return "Length Required";
-    case 412: return "Precondition Failed";
-    case 413: return "Content Too Large";
-    case 414: return "URI Too Long";
-    case 415: return "Unsupported Media Type";
-    case 426: return "Upgrade Required";
-    case 429: return "Too Many Requests";
-    case 431: return "Request Header Fields Too Large";
-    case 500: return "Internal Server Error";
-    case 501: return "Not Implemented";
-    case 503: return "Service Unavailable";
-    case 505: return "HTTP Version Not Supported";
-    default: return "Unknown";
+    case 100:
+      return "Continue";
+    case 101:
+      return "Switching Protocols";
+    case 200:
+      return "OK";
+    case 201:
+      return "Created";
+    case 204:
+      return "No Content";
+    case 400:
+      return "Bad Request";
+    case 401:
+      return "Unauthorized";
+    case 403:
+      return "Forbidden";
+    case 404:
+      return "Not Found";
+    case 405:
+      return "Method Not Allowed";
+    case 408:
+      return "Request Timeout";
+    case 409:
+      return "Conflict";
+    case 410:
+      return "Gone";
+    case 411:
+      return "Length Required";
+    case 412:
+      return "Precondition Failed";
+    case 413:
+      return "Content Too Large";
+    case 414:
+      return "URI Too Long";
+    case 415:
+      return "Unsupported Media Type";
+    case 426:
+      return "Upgrade Required";
+    case 429:
+      return "Too Many Requests";
+    case 431:
+      return "Request Header Fields Too Large";
+    case 500:
+      return "Internal Server Error";
+    case 501:
+      return "Not Implemented";
+    case 503:
+      return "Service Unavailable";
+    case 505:
+      return "HTTP Version Not Supported";
+    default:
+      return "Unknown";
   }
 }
 
@@ -374,7 +404,8 @@ std::string RenderHttpResponseHead(int status, std::span<const HttpHeaderView> h
   return out;
 }
 
-std::string RenderHttpErrorResponse(int status, std::string_view body, std::span<const HttpHeaderView> extra) {
+std::string RenderHttpErrorResponse(int status, std::string_view body,
+                                    std::span<const HttpHeaderView> extra) {
   const std::string length = std::to_string(body.size() + 1);
   std::vector<HttpHeaderView> headers = {
       {"Content-Type", "text/plain; charset=utf-8"},

@@ -34,7 +34,7 @@ struct HttpRequest {
   std::string query;   // what follows '?', without it; empty when there is none
   int version_major = 0;
   int version_minor = 0;
-  std::vector<HttpHeader> headers;  // in arrival order; repeated fields are kept apart
+  std::vector<HttpHeader> headers;         // in arrival order; repeated fields are kept apart
   std::optional<uint64_t> content_length;  // declared Content-Length, if any
   bool chunked = false;                    // Transfer-Encoding: chunked
 
@@ -132,13 +132,13 @@ class HttpRequestParser {
   Phase phase_ = Phase::kHead;
   HttpRequest request_;
   HttpError error_;
-  size_t head_bytes_ = 0;       // head bytes consumed so far
+  size_t head_bytes_ = 0;  // head bytes consumed so far
   uint64_t body_bytes_ = 0;
   bool in_value_ = false;          // the last header callback was a value: a field name starts a new header
   bool too_many_headers_ = false;  // past max_headers: the rest are not kept, and the head is refused
-  bool headers_done_cb_ = false;  // on_headers_complete ran
-  bool message_done_cb_ = false;  // on_message_complete ran
-  uint8_t last_head_byte_ = 0;    // for ScanHead() across pieces
+  bool headers_done_cb_ = false;   // on_headers_complete ran
+  bool message_done_cb_ = false;   // on_message_complete ran
+  uint8_t last_head_byte_ = 0;     // for ScanHead() across pieces
   // Set by a callback that refused the request; reported instead of http-parser's generic callback error.
   HttpError callback_error_;
 };
@@ -159,7 +159,8 @@ std::string RenderHttpResponseHead(int status, std::span<const HttpHeaderView> h
 
 // A complete reply that ends the connection: the head with Content-Type: text/plain, Content-Length and
 // Connection: close, then `extra` headers, then `body` followed by a newline.
-std::string RenderHttpErrorResponse(int status, std::string_view body, std::span<const HttpHeaderView> extra = {});
+std::string RenderHttpErrorResponse(int status, std::string_view body,
+                                    std::span<const HttpHeaderView> extra = {});
 
 // ASCII case-insensitive equality, as header names and tokens compare.
 bool EqualsIgnoreCase(std::string_view a, std::string_view b);

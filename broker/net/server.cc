@@ -130,6 +130,7 @@ Status Server::Listen(const std::vector<ListenSpec>& specs) {
     ListenerShared* shared = listeners_.back().get();
     shared->name = spec.name;
     shared->max_connections = spec.max_connections;
+    shared->total = &total_;
     shared->protocol = spec.protocol;
     shared->websocket = spec.websocket;
     shared->set_tls(spec.tls);

@@ -41,12 +41,20 @@ struct ListenSpec {
   WebSocketOptions websocket;             // kWs / kWss
 };
 
+// The broker-wide connection count (limits.max_connections), shared by every listener.
+struct ConnectionBudget {
+  uint32_t max = 0;  // 0 = unlimited
+  std::atomic<uint32_t> active{0};
+};
+
 // What every worker's socket of one listener shares: the connection count across all workers, and how to
-// build a new connection's filters.
+// build a new connection's filters. Counts are kept only while a limit is set (max_connections here, or the
+// broker-wide one); a connection that counted releases both at close.
 struct ListenerShared {
   std::string name;
   uint32_t max_connections = 0;
   std::atomic<uint32_t> active{0};
+  ConnectionBudget* total = nullptr;  // owned by the Server
   ListenerProtocol protocol = ListenerProtocol::kMqtt;
   WebSocketOptions websocket;
 
@@ -75,6 +83,8 @@ class Server {
   void SetTls(size_t listener_index, std::shared_ptr<const TlsContext> tls) {
     listeners_.at(listener_index)->set_tls(std::move(tls));
   }
+  // Before Listen(): at most `max` connections across all listeners (0 = unlimited).
+  void SetMaxConnections(uint32_t max) { total_.max = max; }
   // Before Start(): watch memory and event-loop lag (overload protection).
   void WatchOverload(const OverloadOptions& options);
   void Start();
@@ -85,6 +95,7 @@ class Server {
   broker::Broker& broker_;
   std::vector<std::unique_ptr<Worker>> workers_;
   std::vector<uint16_t> bound_ports_;
+  ConnectionBudget total_;
   std::vector<std::unique_ptr<ListenerShared>> listeners_;
   std::unique_ptr<OverloadWatch> overload_;
   bool started_ = false;

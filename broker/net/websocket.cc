@@ -30,7 +30,9 @@ constexpr std::string_view kSubprotocols[] = {"mqtt", "mqttv3.1"};
 constexpr size_t kKeepOutputCapacity = 64 * 1024;
 constexpr size_t kMaxCloseReason = 123;  // 125-byte control payload minus the 2-byte code
 
-bool IsControl(uint8_t opcode) { return (opcode & 0x8u) != 0; }
+bool IsControl(uint8_t opcode) {
+  return (opcode & 0x8u) != 0;
+}
 
 bool IsBase64Char(char c) {
   return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' || c == '/';
@@ -133,7 +135,9 @@ WebSocketFilter::WebSocketFilter(WebSocketOptions options) : options_(std::move(
   PARLEY_CHECK(wslay_frame_context_init(&frames_, &callbacks, this) == 0);
 }
 
-WebSocketFilter::~WebSocketFilter() { wslay_frame_context_free(frames_); }
+WebSocketFilter::~WebSocketFilter() {
+  wslay_frame_context_free(frames_);
+}
 
 Status WebSocketFilter::OnInput(std::span<const uint8_t> bytes) {
   switch (state_) {
@@ -195,25 +199,30 @@ Status WebSocketFilter::OnHandshakeInput(std::span<const uint8_t> bytes) {
 }
 
 int WebSocketFilter::CheckRequest(const HttpRequest& req, std::string_view* reason) {
-  if (req.method != "GET") return *reason = "WebSocket handshake must be a GET", 400;
-  if (req.version_major != 1 || req.version_minor < 1) return *reason = "HTTP/1.1 required", 400;
-  if (req.Count("Host") != 1) return *reason = "exactly one Host header required", 400;
-  if (req.has_body()) return *reason = "request body not allowed", 400;
-  if (!req.HasToken("Upgrade", "websocket")) return *reason = "not a WebSocket upgrade (Upgrade: websocket)", 400;
-  if (!req.HasToken("Connection", "upgrade")) return *reason = "Connection: upgrade required", 400;
+  const auto refuse = [reason](int status, std::string_view why) {
+    *reason = why;
+    return status;
+  };
+  if (req.method != "GET") return refuse(400, "WebSocket handshake must be a GET");
+  if (req.version_major != 1 || req.version_minor < 1) return refuse(400, "HTTP/1.1 required");
+  if (req.Count("Host") != 1) return refuse(400, "exactly one Host header required");
+  if (req.has_body()) return refuse(400, "request body not allowed");
+  if (!req.HasToken("Upgrade", "websocket"))
+    return refuse(400, "not a WebSocket upgrade (Upgrade: websocket)");
+  if (!req.HasToken("Connection", "upgrade")) return refuse(400, "Connection: upgrade required");
   if (req.Count("Sec-WebSocket-Version") != 1 || req.Find("Sec-WebSocket-Version") != "13") {
-    return *reason = "unsupported WebSocket version (13 required)", 426;
+    return refuse(426, "unsupported WebSocket version (13 required)");
   }
   if (req.Count("Sec-WebSocket-Key") != 1 || !IsValidKey(*req.Find("Sec-WebSocket-Key"))) {
-    return *reason = "invalid Sec-WebSocket-Key", 400;
+    return refuse(400, "invalid Sec-WebSocket-Key");
   }
-  if (req.path != options_.path) return *reason = "no WebSocket endpoint at this path", 404;
+  if (req.path != options_.path) return refuse(404, "no WebSocket endpoint at this path");
   if (!options_.allowed_origins.empty()) {
     const std::optional<std::string_view> origin = req.Find("Origin");
     const bool allowed = req.Count("Origin") == 1 &&
                          std::any_of(options_.allowed_origins.begin(), options_.allowed_origins.end(),
                                      [&](const std::string& o) { return EqualsIgnoreCase(o, *origin); });
-    if (!allowed) return *reason = "origin not allowed", 403;
+    if (!allowed) return refuse(403, "origin not allowed");
   }
 
   // Subprotocol: the client's first offer that we speak, in the order it listed them.
@@ -236,9 +245,8 @@ int WebSocketFilter::CheckRequest(const HttpRequest& req, std::string_view* reas
     }
   }
   if (subprotocol_.empty() && req.Count("Sec-WebSocket-Protocol") > 0) {
-    return *reason = offered ? "no supported subprotocol offered (mqtt or mqttv3.1)"
-                             : "empty Sec-WebSocket-Protocol",
-           400;
+    return refuse(400, offered ? "no supported subprotocol offered (mqtt or mqttv3.1)"
+                               : "empty Sec-WebSocket-Protocol");
   }
 
   // For the log: every X-Forwarded-For field, in order, as one list.
@@ -286,8 +294,8 @@ Status WebSocketFilter::OnFrames(std::span<const uint8_t> bytes) {
   return st;
 }
 
-Status WebSocketFilter::OnFrameChunk(uint8_t opcode, bool fin, uint8_t rsv, bool masked, uint64_t payload_length,
-                                     std::span<const uint8_t> data) {
+Status WebSocketFilter::OnFrameChunk(uint8_t opcode, bool fin, uint8_t rsv, bool masked,
+                                     uint64_t payload_length, std::span<const uint8_t> data) {
   if (!in_frame_) {
     // The first piece of a frame: its header is complete. RFC 6455 section 5.
     if (!masked) return Fail(kWsCloseProtocolError, "client frame not masked");
@@ -335,7 +343,7 @@ Status WebSocketFilter::OnFrameChunk(uint8_t opcode, bool fin, uint8_t rsv, bool
       PARLEY_BUG("control frame longer than 125 bytes");
       return Fail(kWsCloseProtocolError, "control frame too long");
     }
-    std::memcpy(control_.data() + control_size_, data.data(), data.size());
+    if (!data.empty()) std::memcpy(control_.data() + control_size_, data.data(), data.size());
     control_size_ += data.size();
   } else if (!data.empty()) {
     sink().Up(data);  // MQTT bytes; packets may span frames and a frame may hold several
@@ -406,7 +414,7 @@ void WebSocketFilter::SendClose(uint16_t code, std::string_view reason) {
     payload[0] = static_cast<uint8_t>(code >> 8);
     payload[1] = static_cast<uint8_t>(code & 0xFF);
     reason = reason.substr(0, kMaxCloseReason);  // our reasons are short ASCII: no UTF-8 to cut
-    std::memcpy(payload + 2, reason.data(), reason.size());
+    if (!reason.empty()) std::memcpy(payload + 2, reason.data(), reason.size());  // data() may be null
     n = 2 + reason.size();
   }
   close_code_sent_ = code == 0 ? kWsCloseNoStatus : code;

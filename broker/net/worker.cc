@@ -292,21 +292,30 @@ void Worker::OnConnection(uv_stream_t* server, int status) {
       static_cast<uint64_t>(fd) >= w->fd_warn_at_)
     w->WarnAcceptTrouble(l, "file descriptor " + std::to_string(fd) + " in use, near the open-file limit of " +
                                 std::to_string(w->fd_limit_) + ": connections beyond it are refused");
-  // Over the listener's limit: accepted only to be closed at once (before CONNECT there is no
-  // protocol version to answer in). Counted across workers.
-  ListenerShared* shared = l->shared;
-  if (shared->max_connections &&
-      shared->active.fetch_add(1, std::memory_order_relaxed) >= shared->max_connections) {
-    shared->active.fetch_sub(1, std::memory_order_relaxed);
-    spdlog::warn("listener {}: connection limit {} reached; refusing a connection", shared->name,
-                 shared->max_connections);
-    c->CloseNow();
-    return;
-  }
-  if (shared->max_connections) c->set_listener(shared);
   if (!c->Admit()) {
     c->CloseNow();  // a ban or a per-address limit: closed before a byte is read
     return;
+  }
+  // Over the listener's or the broker's connection limit: accepted only to be closed at once (before
+  // CONNECT there is no protocol version to answer in). Counted across workers; released by OnClose.
+  ListenerShared* shared = l->shared;
+  ConnectionBudget* total = shared->total;
+  if (shared->max_connections || (total && total->max)) {
+    const uint32_t here = shared->active.fetch_add(1, std::memory_order_relaxed);
+    const uint32_t all = total ? total->active.fetch_add(1, std::memory_order_relaxed) : 0;
+    c->set_listener(shared);
+    if (shared->max_connections && here >= shared->max_connections) {
+      w->WarnRefused(c->PeerAddressString(), "listener " + shared->name + " holds its limit of " +
+                                                 std::to_string(shared->max_connections) + " connections");
+      c->CloseNow();
+      return;
+    }
+    if (total && total->max && all >= total->max) {
+      w->WarnRefused(c->PeerAddressString(), "the broker holds its limit of " + std::to_string(total->max) +
+                                                 " connections (limits.max_connections)");
+      c->CloseNow();
+      return;
+    }
   }
   if (shared->protocol != ListenerProtocol::kMqtt) c->SetFilters(shared->MakeFilters());
   c->Start();

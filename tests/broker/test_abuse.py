@@ -196,3 +196,63 @@ def test_overload_refuses_new_connections(make_broker, clients, version, reason)
     assert wait_for(lambda: "overloaded" in b.log(), timeout=4)
     c = clients.raw(b.port, version=version)
     assert c.connect("late", expect_reason=None).reason == reason
+
+
+def _rss_bytes(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def test_client_that_never_reads_is_cut_off_with_memory_bounded(make_broker, clients):
+    """A subscriber that stops reading: its queue stays bounded (drops), the broker's memory does not grow with
+    what is published to it, and once a write has waited write_timeout it is disconnected. Others are served."""
+    b = make_broker(limits='write_timeout = "2s"\nmax_queued_bytes = "4MiB"')
+    other = clients.raw(b.port)
+    other.connect("reader")
+    other.subscribe([("nr/#", 0)])
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.connect(("127.0.0.1", b.port))
+    s.sendall(mqtt_connect("never-reads", 4))
+    s.settimeout(3)
+    assert s.recv(4) == b"\x20\x02\x00\x00"
+    s.sendall(bytes([0x82, 9, 0, 1, 0, 4]) + b"nr/#" + bytes([0]))  # SUBSCRIBE nr/# QoS 0
+    time.sleep(0.2)
+    pub = clients.raw(b.port)
+    pub.connect("flooder")
+    base_rss = _rss_bytes(b.proc.pid)
+    payload = b"x" * 16384
+    sent = 0
+    t0 = time.time()
+    # 64 MiB towards the reader that takes nothing (16 times its queue limit), then wait for the cut.
+    while sent < 4096 and time.time() - t0 < 20:
+        pub.send(b"".join(mqtt_publish("nr/x", payload) for _ in range(64)))
+        sent += 64
+        while True:  # the good reader keeps up
+            try:
+                other.recv(0.001)
+            except socket.timeout:
+                break
+    peak = _rss_bytes(b.proc.pid)
+    assert wait_for(lambda: "a write pending for more than 2000 ms" in b.log(), timeout=6), b.log()[-2000:]
+    growth = peak - base_rss
+    assert growth < 48 * 1024 * 1024, "RSS grew by %d MiB while 64 MiB were published" % (growth >> 20)
+    s.settimeout(3)
+    closed = False
+    try:
+        while s.recv(65536):  # what the kernel buffered, then the end
+            pass
+        closed = True
+    except ConnectionResetError:
+        closed = True
+    except socket.timeout:
+        pass  # still open
+    s.close()
+    assert closed, "the non-reading client was not disconnected"
+    pub.publish("nr/end", b"end", qos=1)
+    while other.expect(PUBLISH, timeout=5).payload != b"end":
+        pass
+    assert b.alive()

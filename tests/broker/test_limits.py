@@ -1,13 +1,14 @@
 """Limits from [limits] in the config: bounded session queues (and the drop counter in $SYS), QoS 0 dropped
 first, Maximum Packet Size in both directions, client id / topic length and depth, subscription quota,
 outbound window, keep alive and session expiry caps, slow readers."""
+import re
 import socket
 import time
 
 import pytest
 
 from helpers import (DISCONNECT, PUBACK, PUBLISH, P_MAXIMUM_PACKET_SIZE, P_RECEIVE_MAXIMUM, P_SESSION_EXPIRY,
-                     V311, clients, mqtt_ack, mqtt_connect, mqtt_publish, mqtt_subscribe,  # noqa: F401
+                     V311, ConnectionClosed, RawClient, clients, mqtt_ack, mqtt_connect, mqtt_publish, mqtt_subscribe,  # noqa: F401
                      props, unique_id, wait_for)
 
 SYS_1S = '[sys]\ninterval = "1s"'
@@ -331,6 +332,44 @@ max_connections = 2
     time.sleep(0.2)
     c4 = clients.raw(b.port)
     c4.connect(unique_id("mc"))
+
+
+def test_broker_wide_max_connections_across_listeners(make_broker, clients):
+    b = make_broker(config_text="""\
+[[listener]]
+name = "a"
+bind = "127.0.0.1"
+port = 0
+[[listener]]
+name = "b"
+bind = "127.0.0.1"
+port = 0
+[limits]
+max_connections = 2
+""")
+    ports = [int(p) for p in re.findall(r"listening on 127\.0\.0\.1:(\d+)", b.log())]
+    assert len(ports) == 2
+    c1 = clients.raw(ports[0])
+    c1.connect(unique_id("mc"))
+    c2 = clients.raw(ports[1])
+    c2.connect(unique_id("mc"))
+    c3 = clients.raw(ports[1])
+    c3.send(mqtt_connect(unique_id("mc"), version=5))
+    assert c3.is_closed(3), "a third connection accepted although limits.max_connections = 2"
+    assert "the broker holds its limit of 2 connections" in b.log()
+    c1.disconnect()
+    assert wait_for(lambda: _connects(ports[1]), timeout=3)
+
+
+def _connects(port):
+    c = RawClient(port)
+    try:
+        c.send(mqtt_connect(unique_id("mc"), version=5))
+        return c.recv(2).reason == 0
+    except (ConnectionClosed, socket.timeout):
+        return False
+    finally:
+        c.close()
 
 
 def _nofile(soft, hard):

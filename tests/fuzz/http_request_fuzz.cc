@@ -75,7 +75,8 @@ Run Feed(HttpRequestParser& p, const HttpLimits& limits, std::span<const uint8_t
       if (r.state == HttpParseState::kMessageComplete) {
         if (!run.head_reported) Fail("message complete before the head");
         const HttpParseResult again = p.Parse(pending);
-        if (again.state != HttpParseState::kMessageComplete || again.consumed != 0) Fail("consumed past the end");
+        if (again.state != HttpParseState::kMessageComplete || again.consumed != 0)
+          Fail("consumed past the end");
       }
       break;
     }

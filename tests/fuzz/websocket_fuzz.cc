@@ -44,7 +44,8 @@ class FuzzSink : public Filter::Sink {
     if (!filter->ready()) Fail("Up() while not ready");
     if (b.empty()) Fail("empty Up()");
     up_bytes += b.size();
-    const Status st = filter->Write(std::string_view(reinterpret_cast<const char*>(b.data()), b.size() < 8 ? b.size() : 8));
+    const Status st =
+        filter->Write(std::string_view(reinterpret_cast<const char*>(b.data()), b.size() < 8 ? b.size() : 8));
     if (!st.ok()) Fail("Write() from Up() refused while open");
   }
   void Down(std::string_view b) override {
@@ -81,7 +82,11 @@ int CheckServerFrames(std::string_view s, uint16_t* code) {
     }
     if (op != 0x2 && n > 125) Fail("server control frame over 125 bytes");
     if (s.size() - off < n) Fail("truncated server frame payload");
-    if (op == 0x8) *code = n >= 2 ? static_cast<uint16_t>((static_cast<uint8_t>(s[off]) << 8) | static_cast<uint8_t>(s[off + 1])) : 0;
+    if (op == 0x8)
+      *code =
+          n >= 2
+              ? static_cast<uint16_t>((static_cast<uint8_t>(s[off]) << 8) | static_cast<uint8_t>(s[off + 1]))
+              : 0;
     last = op;
     s.remove_prefix(off + n);
   }
@@ -107,12 +112,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
 
   Status st;
   if (!raw) {
-    st = filter.OnInput(std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(kHandshake.data()), kHandshake.size()));
+    st = filter.OnInput(
+        std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(kHandshake.data()), kHandshake.size()));
     if (!st.ok() || !filter.ready()) Fail("fixed handshake refused");
   }
   size_t fed = 0;
   for (size_t off = 0; st.ok() && off < in.size(); off += (piece == 0 ? in.size() : piece)) {
-    const std::span<const uint8_t> chunk = in.subspan(off, std::min(piece == 0 ? in.size() : piece, in.size() - off));
+    const std::span<const uint8_t> chunk =
+        in.subspan(off, std::min(piece == 0 ? in.size() : piece, in.size() - off));
     fed += chunk.size();
     const bool was_ready = filter.ready();
     st = filter.OnInput(chunk);
@@ -134,11 +141,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       if (st.ok()) Fail("refusal without an error");
       if (filter.subprotocol().size() != 0) Fail("subprotocol set on a refusal");
       const std::string_view head = std::string_view(sink.down).substr(0, end + 2);
-      if (head.find("\r\nConnection: close\r\n") == std::string_view::npos) Fail("refusal without Connection: close");
+      if (head.find("\r\nConnection: close\r\n") == std::string_view::npos)
+        Fail("refusal without Connection: close");
       const std::string cl = "\r\nContent-Length: " + std::to_string(down.size()) + "\r\n";
       if (head.find(cl) == std::string_view::npos) Fail("refusal body does not match Content-Length");
       down = {};
-    } else if (filter.subprotocol() != "mqtt" && filter.subprotocol() != "mqttv3.1" && !filter.subprotocol().empty()) {
+    } else if (filter.subprotocol() != "mqtt" && filter.subprotocol() != "mqttv3.1" &&
+               !filter.subprotocol().empty()) {
       Fail("unexpected subprotocol");
     }
   } else if (!st.ok()) {
@@ -148,7 +157,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const int last = CheckServerFrames(down, &code);
   if (!st.ok() && filter.close_code_sent() != 0) {
     if (last != 0x8) Fail("error not ended by a close frame");
-    if (code != filter.close_code_sent() && !(code == 0 && filter.close_code_sent() == 1005)) Fail("close code mismatch");
+    if (code != filter.close_code_sent() && !(code == 0 && filter.close_code_sent() == 1005))
+      Fail("close code mismatch");
     const bool by_peer = st.message().rfind(WebSocketFilter::kClosedByPeer, 0) == 0;
     if (by_peer != filter.closed_by_peer()) Fail("closed-by-peer status mismatch");
   }

@@ -562,9 +562,25 @@ const char* const kAllKeys[] = {
     "limits.connect_timeout",
     "limits.max_outbound_buffer",
     "limits.max_retained_messages",
+    "limits.write_timeout",
+    "limits.max_connections",
+    "limits.max_connections_per_address",
+    "limits.connection_rate_per_address",
+    "limits.connection_burst_per_address",
+    "limits.publish_rate",
+    "limits.publish_burst",
+    "limits.publish_byte_rate",
+    "limits.publish_byte_burst",
+    "limits.flapping_max_connects",
+    "limits.flapping_window",
+    "limits.flapping_ban",
     "auth.allow_anonymous",
     "auth.password_file",
     "auth.acl_file",
+    "auth.scram_file",
+    "auth.ban_file",
+    "overload.memory_high",
+    "overload.loop_lag_high",
     "sys.enabled",
     "sys.interval",
     "im.enabled",
@@ -722,6 +738,7 @@ publish_byte_rate = "1MiB"
 flapping_max_connects = 10
 flapping_window = "1m"
 flapping_ban = "10m"
+write_timeout = "none"
 
 [auth]
 scram_file = "scram.txt"
@@ -743,6 +760,8 @@ loop_lag_high = "none"
   CHECK(c.limits.flapping_max_connects == 10);
   CHECK(c.limits.flapping_window == std::chrono::seconds(60));
   CHECK(c.limits.flapping_ban == std::chrono::seconds(600));
+  CHECK(c.limits.write_timeout == std::chrono::milliseconds(0));
+  CHECK(DefaultConfig().limits.write_timeout == std::chrono::seconds(60));
   CHECK(c.auth.scram_file == "/etc/p/scram.txt");
   CHECK(c.auth.ban_file == "/etc/p/bans.txt");
   REQUIRE(c.auth.jwt);

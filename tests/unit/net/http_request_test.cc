@@ -2,6 +2,8 @@
 // malformed requests; chunked bodies; the response helpers. Also writes and checks the seed corpus of
 // fuzz_http_request (tests/fuzz/corpus/http_request):
 //   ./net_tests --test-case='write HTTP request fuzz seed corpus' --no-skip
+#include "broker/net/http_request.h"
+
 #include <doctest/doctest.h>
 
 #include <filesystem>
@@ -9,8 +11,6 @@
 #include <iterator>
 #include <string>
 #include <vector>
-
-#include "broker/net/http_request.h"
 
 namespace parley::net {
 namespace {
@@ -27,7 +27,9 @@ struct Outcome {
 // does, until the message completes, fails, or the input runs out. Checks the per-call contract.
 Outcome Feed(HttpRequestParser& p, std::string_view input, size_t piece = 0) {
   Outcome out;
-  p.set_body_handler([&](std::span<const uint8_t> b) { out.body.append(reinterpret_cast<const char*>(b.data()), b.size()); });
+  p.set_body_handler([&](std::span<const uint8_t> b) {
+    out.body.append(reinterpret_cast<const char*>(b.data()), b.size());
+  });
   std::string pending;
   size_t next = 0;
   while (true) {
@@ -213,10 +215,12 @@ TEST_CASE("HttpRequestParser: head size limit (431), exact at the boundary") {
 }
 
 TEST_CASE("HttpRequestParser: a request target that fills the head limit (414)") {
-  CheckErrorAtEverySplit("GET /" + std::string(9000, 'u') + " HTTP/1.1\r\nHost: h\r\n\r\n", HttpLimits{}, 414);
+  CheckErrorAtEverySplit("GET /" + std::string(9000, 'u') + " HTTP/1.1\r\nHost: h\r\n\r\n", HttpLimits{},
+                         414);
   // A long target that fits is fine.
   HttpRequestParser p;
-  CHECK(Feed(p, "GET /" + std::string(4000, 'u') + " HTTP/1.1\r\n\r\n").state == HttpParseState::kMessageComplete);
+  CHECK(Feed(p, "GET /" + std::string(4000, 'u') + " HTTP/1.1\r\n\r\n").state ==
+        HttpParseState::kMessageComplete);
 }
 
 TEST_CASE("HttpRequestParser: declared body over the limit (413), refused before the body is read") {
@@ -230,11 +234,13 @@ TEST_CASE("HttpRequestParser: declared body over the limit (413), refused before
   CHECK(p.body_bytes() == 0);
   // By default no body at all is accepted.
   CheckErrorAtEverySplit("POST /u HTTP/1.1\r\nContent-Length: 1\r\n\r\nx", HttpLimits{}, 413);
-  CheckErrorAtEverySplit("POST /u HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", HttpLimits{}, 413);
+  CheckErrorAtEverySplit("POST /u HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", HttpLimits{},
+                         413);
   // A chunked body is measured as it streams.
   limits.max_body = 8;
-  CheckErrorAtEverySplit("POST /u HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n5\r\nworld\r\n0\r\n\r\n",
-                         limits, 413);
+  CheckErrorAtEverySplit(
+      "POST /u HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n5\r\nworld\r\n0\r\n\r\n", limits,
+      413);
 }
 
 TEST_CASE("HttpRequestParser: malformed requests (400) and versions (505)") {
@@ -246,14 +252,13 @@ TEST_CASE("HttpRequestParser: malformed requests (400) and versions (505)") {
            "GET / HTTP/1.1\r\nContent-Length: 1x\r\n\r\n",  // length
            "GET / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
            "POST / HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",  // smuggling
-           "POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n",
-           "GET /\x01 HTTP/1.1\r\n\r\n",
-           "GET / HTTP/1.1\r\nContent-Length : 5\r\n\r\nhello",  // space before the colon
+           "POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n", "GET /\x01 HTTP/1.1\r\n\r\n",
+           "GET / HTTP/1.1\r\nContent-Length : 5\r\n\r\nhello",         // space before the colon
            "GET / HTTP/1.1\r\nX-A: a\rContent-Length: 5\r\n\r\nhello",  // bare CR
-           "GET / HTTP/1.1\r\nHost: h\r\r\n",                          // bare CR
-           "GET / HTTP/1.1\r\nX-Long: a\r\n b\r\n\r\n",               // obs-fold
-           "GET / HTTP/1.1\r\n Host: h\r\n\r\n",                      // space before the first field
-           "\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03",  // a TLS ClientHello on a plain port
+           "GET / HTTP/1.1\r\nHost: h\r\r\n",                           // bare CR
+           "GET / HTTP/1.1\r\nX-Long: a\r\n b\r\n\r\n",                 // obs-fold
+           "GET / HTTP/1.1\r\n Host: h\r\n\r\n",                        // space before the first field
+           "\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03",              // a TLS ClientHello on a plain port
        }) {
     CAPTURE(bad);
     HttpLimits limits;
@@ -311,7 +316,8 @@ TEST_CASE("HttpRequestParser: Content-Length body, then Reset() for a pipelined 
   HttpLimits limits;
   limits.max_body = 5;
   HttpRequestParser p(limits);
-  const std::string input = "PATCH /files/1?x HTTP/1.1\r\nContent-Length: 5\r\n\r\nabcdeHEAD / HTTP/1.1\r\n\r\n";
+  const std::string input =
+      "PATCH /files/1?x HTTP/1.1\r\nContent-Length: 5\r\n\r\nabcdeHEAD / HTTP/1.1\r\n\r\n";
   Outcome o = Feed(p, input, 4);
   CHECK(o.state == HttpParseState::kMessageComplete);
   CHECK(o.body == "abcde");
@@ -332,15 +338,16 @@ TEST_CASE("HttpRequestParser: trailers are dropped, and bounded by http-parser (
   const Outcome o = Feed(p, "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nT: 1\r\nU: 2\r\n\r\n");
   CHECK(o.state == HttpParseState::kMessageComplete);
   CHECK(p.request().headers.size() == 1);
-  CheckErrorAtEverySplit("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nT: " + std::string(90 * 1024, 't') +
-                             "\r\n\r\n",
+  CheckErrorAtEverySplit("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nT: " +
+                             std::string(90 * 1024, 't') + "\r\n\r\n",
                          limits, 431);
 }
 
 // http-parser reports a field at its end, or at the end of an input piece: the header count is checked
 // when the head is complete, so a later syntax error wins whatever the pieces (found by fuzz_http_request).
 TEST_CASE("HttpRequestParser: too many headers, then a malformed one: 400 at every split") {
-  CheckErrorAtEverySplit(ManyHeaders(101).insert(ManyHeaders(101).size() - 2, "bad\x01name: x\r\n"), HttpLimits{}, 400);
+  CheckErrorAtEverySplit(ManyHeaders(101).insert(ManyHeaders(101).size() - 2, "bad\x01name: x\r\n"),
+                         HttpLimits{}, 400);
 }
 
 // ---- Responses ----------------------------------------------------------------------------------------
@@ -386,8 +393,10 @@ std::vector<Seed> Seeds() {
       {"ok_ws_upgrade", 0x00, ws},
       {"ok_ws_upgrade_bytewise", 0x01, ws},
       {"ok_ws_upgrade_then_frame", 0x00, ws + "\x82\x85\x01\x02\x03\x04\x11\x02\x03\x04\x05"},
-      {"ok_get_query", 0x07, "GET /api/v1/clients?limit=10&offset=20 HTTP/1.1\r\nHost: admin\r\nAccept: */*\r\n\r\n"},
-      {"ok_get_absolute", 0x00, "GET http://broker.example:8080/metrics?x HTTP/1.1\r\nHost: broker.example\r\n\r\n"},
+      {"ok_get_query", 0x07,
+       "GET /api/v1/clients?limit=10&offset=20 HTTP/1.1\r\nHost: admin\r\nAccept: */*\r\n\r\n"},
+      {"ok_get_absolute", 0x00,
+       "GET http://broker.example:8080/metrics?x HTTP/1.1\r\nHost: broker.example\r\n\r\n"},
       {"ok_options_star", 0x00, "OPTIONS * HTTP/1.1\r\nHost: h\r\n\r\n"},
       {"ok_http10", 0x00, "GET / HTTP/1.0\r\n\r\n"},
       {"ok_repeated_headers", 0x03,
@@ -398,7 +407,8 @@ std::vector<Seed> Seeds() {
       {"err_obs_fold", 0x00, "GET / HTTP/1.1\r\nX-Long: a\r\n  b\r\nHost: h\r\n\r\n"},
       {"err_bare_cr", 0x00, "GET / HTTP/1.1\r\nX-A: a\rContent-Length: 5\r\n\r\nhello"},
       {"err_space_before_colon", 0x80, "POST / HTTP/1.1\r\nContent-Length : 5\r\n\r\nhello"},
-      {"ok_post_body", 0x80, "POST /api/v1/kick HTTP/1.1\r\nHost: h\r\nContent-Length: 16\r\n\r\n{\"client\":\"c1\"}\n"},
+      {"ok_post_body", 0x80,
+       "POST /api/v1/kick HTTP/1.1\r\nHost: h\r\nContent-Length: 16\r\n\r\n{\"client\":\"c1\"}\n"},
       {"ok_tus_patch", 0x85,
        "PATCH /files/abc HTTP/1.1\r\nHost: h\r\nTus-Resumable: 1.0.0\r\nUpload-Offset: 0\r\n"
        "Content-Type: application/offset+octet-stream\r\nContent-Length: 10\r\n\r\n0123456789"},
@@ -407,7 +417,8 @@ std::vector<Seed> Seeds() {
       {"ok_pipelined", 0x80, "POST /a HTTP/1.1\r\nContent-Length: 2\r\n\r\nhiGET /b HTTP/1.1\r\n\r\n"},
       {"err_head_limit", 0x40, "GET / HTTP/1.1\r\nHost: h\r\nX-Pad: " + std::string(300, 'p') + "\r\n\r\n"},
       {"err_target_limit", 0x40, "GET /" + std::string(300, 'u') + " HTTP/1.1\r\n\r\n"},
-      {"err_many_headers", 0x00, [] {
+      {"err_many_headers", 0x00,
+       [] {
          std::string s = "GET / HTTP/1.1\r\n";
          for (int i = 0; i < 101; ++i) s += "h" + std::to_string(i) + ": v\r\n";
          return s + "\r\n";
@@ -415,8 +426,10 @@ std::vector<Seed> Seeds() {
       {"err_body_too_large", 0x80, "POST / HTTP/1.1\r\nContent-Length: 65\r\n\r\n"},
       {"err_body_not_accepted", 0x00, "POST / HTTP/1.1\r\nContent-Length: 1\r\n\r\nx"},
       {"err_chunked_too_large", 0x80,
-       "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n40\r\n" + std::string(64, 'x') + "\r\n1\r\ny\r\n0\r\n\r\n"},
-      {"err_cl_and_te", 0x80, "POST / HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"},
+       "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n40\r\n" + std::string(64, 'x') +
+           "\r\n1\r\ny\r\n0\r\n\r\n"},
+      {"err_cl_and_te", 0x80,
+       "POST / HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"},
       {"err_te_gzip", 0x80, "POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n"},
       {"err_bad_chunk_size", 0x80, "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n"},
       {"err_version_2", 0x00, "GET / HTTP/2.0\r\n\r\n"},
@@ -427,7 +440,9 @@ std::vector<Seed> Seeds() {
   };
 }
 
-bool StartsWith(std::string_view s, std::string_view p) { return s.substr(0, p.size()) == p; }
+bool StartsWith(std::string_view s, std::string_view p) {
+  return s.substr(0, p.size()) == p;
+}
 
 TEST_CASE("write HTTP request fuzz seed corpus" * doctest::skip()) {
   std::filesystem::create_directories(CorpusDir());

@@ -2,6 +2,8 @@
 // whole and split at every boundary, fragmentation, control frames, close codes, Write/Close. Also writes
 // and checks the seed corpus of fuzz_websocket (tests/fuzz/corpus/websocket):
 //   ./net_tests --test-case='write WebSocket fuzz seed corpus' --no-skip
+#include "broker/net/websocket.h"
+
 #include <doctest/doctest.h>
 
 #include <filesystem>
@@ -12,8 +14,6 @@
 #include <string>
 #include <utility>
 #include <vector>
-
-#include "broker/net/websocket.h"
 
 namespace parley::net {
 namespace {
@@ -54,9 +54,9 @@ using HeaderChange = std::pair<std::string_view, std::optional<std::string_view>
 // removed, for nullopt); new names are appended.
 std::string Request(std::vector<HeaderChange> changes = {}, std::string_view line = kLine) {
   std::vector<std::pair<std::string, std::string>> headers = {
-      {"Host", "localhost:8083"},     {"Upgrade", "websocket"},          {"Connection", "Upgrade"},
-      {"Sec-WebSocket-Key", std::string(kRfcKey)}, {"Sec-WebSocket-Version", "13"},
-      {"Sec-WebSocket-Protocol", "mqtt"}};
+      {"Host", "localhost:8083"},      {"Upgrade", "websocket"},
+      {"Connection", "Upgrade"},       {"Sec-WebSocket-Key", std::string(kRfcKey)},
+      {"Sec-WebSocket-Version", "13"}, {"Sec-WebSocket-Protocol", "mqtt"}};
   for (const auto& [name, value] : changes) {
     bool found = false;
     for (auto it = headers.begin(); it != headers.end(); ++it) {
@@ -79,7 +79,8 @@ std::string Request(std::vector<HeaderChange> changes = {}, std::string_view lin
 }
 
 // A client frame: masked unless told otherwise, with a fixed key.
-std::string Frame(uint8_t opcode, std::string_view payload, bool fin = true, bool mask = true, uint8_t rsv = 0) {
+std::string Frame(uint8_t opcode, std::string_view payload, bool fin = true, bool mask = true,
+                  uint8_t rsv = 0) {
   std::string f;
   f.push_back(static_cast<char>((fin ? 0x80 : 0) | (rsv << 4) | opcode));
   const uint8_t m = mask ? 0x80 : 0;
@@ -102,8 +103,12 @@ std::string Frame(uint8_t opcode, std::string_view payload, bool fin = true, boo
   return f;
 }
 
-std::string Binary(std::string_view p, bool fin = true) { return Frame(0x2, p, fin); }
-std::string Continuation(std::string_view p, bool fin = true) { return Frame(0x0, p, fin); }
+std::string Binary(std::string_view p, bool fin = true) {
+  return Frame(0x2, p, fin);
+}
+std::string Continuation(std::string_view p, bool fin = true) {
+  return Frame(0x0, p, fin);
+}
 std::string CloseFrame(uint16_t code, std::string_view reason = {}) {
   std::string p;
   p.push_back(static_cast<char>(code >> 8));
@@ -194,8 +199,9 @@ TEST_CASE("WebSocket: handshake accepted with each MQTT subprotocol, and without
     std::optional<std::string_view> offer;
     std::string_view chosen;
   };
-  for (const Case& c : {Case{"mqtt", "mqtt"}, Case{"mqttv3.1", "mqttv3.1"}, Case{"wamp, mqttv3.1, mqtt", "mqttv3.1"},
-                        Case{"mqtt,mqttv3.1", "mqtt"}, Case{std::nullopt, ""}}) {
+  for (const Case& c :
+       {Case{"mqtt", "mqtt"}, Case{"mqttv3.1", "mqttv3.1"}, Case{"wamp, mqttv3.1, mqtt", "mqttv3.1"},
+        Case{"mqtt,mqttv3.1", "mqtt"}, Case{std::nullopt, ""}}) {
     CAPTURE(c.chosen);
     Harness h;
     CHECK_FALSE(h.filter.ready());
@@ -463,7 +469,8 @@ TEST_CASE("WebSocket: a message over max_message_size closes with 1009") {
   }
   {
     Open h(o);
-    const Status st = h.In(Binary(std::string(60, 'x'), false) + Frame(0x9, "p") + Continuation(std::string(41, 'y')));
+    const Status st =
+        h.In(Binary(std::string(60, 'x'), false) + Frame(0x9, "p") + Continuation(std::string(41, 'y')));
     CheckClosedWith(h, st, kWsCloseMessageTooBig);
     CHECK(h.sink.up == std::string(60, 'x'));
   }
@@ -567,7 +574,9 @@ TEST_CASE("WebSocket: Write before the handshake is sent after the 101, in order
 TEST_CASE("WebSocket: Write after the handshake: one binary frame per call, exact bytes") {
   Open h;
   CHECK(h.filter.Write("abc").ok());
-  CHECK(h.sink.down == "\x82\x03" "abc");
+  CHECK(h.sink.down ==
+        "\x82\x03"
+        "abc");
   h.sink.down.clear();
   CHECK(h.filter.Write("").ok());
   CHECK(h.sink.down.empty());
@@ -638,7 +647,9 @@ struct Seed {
 
 constexpr uint8_t kRaw = 1;
 constexpr uint8_t kOrigins = 2;
-constexpr uint8_t Pieces(uint8_t n) { return static_cast<uint8_t>(n << 2); }
+constexpr uint8_t Pieces(uint8_t n) {
+  return static_cast<uint8_t>(n << 2);
+}
 constexpr uint64_t kFuzzMaxMessage = 1024;
 
 std::vector<Seed> Seeds() {
@@ -648,9 +659,11 @@ std::vector<Seed> Seeds() {
       {"ok_frames_connect", 0, Binary(connect)},
       {"ok_frames_two_packets_one_frame", 0, Binary(connect + publish)},
       {"ok_frames_packet_across_frames", Pieces(3), Binary(connect.substr(0, 5)) + Binary(connect.substr(5))},
-      {"ok_frames_fragmented", 0, Binary("\x10\x0c", false) + Frame(0x9, "hb") + Continuation(connect.substr(2), false) +
-                                      Continuation("")},
-      {"ok_frames_ping_pong", Pieces(1), Frame(0x9, "") + Frame(0xA, "x") + Frame(0x9, std::string(125, 'p'))},
+      {"ok_frames_fragmented", 0,
+       Binary("\x10\x0c", false) + Frame(0x9, "hb") + Continuation(connect.substr(2), false) +
+           Continuation("")},
+      {"ok_frames_ping_pong", Pieces(1),
+       Frame(0x9, "") + Frame(0xA, "x") + Frame(0x9, std::string(125, 'p'))},
       {"ok_frames_16bit_length", Pieces(7), Binary(std::string(1000, 'm'))},
       {"ok_frames_empty_binary", 0, Binary("") + Binary(publish)},
       {"err_frames_close_1000", 0, Binary(publish) + CloseFrame(1000, "bye")},
@@ -666,11 +679,13 @@ std::vector<Seed> Seeds() {
       {"err_frames_long_ping", 0, Frame(0x9, std::string(126, 'p'))},
       {"err_frames_close_bad_code", 0, CloseFrame(1006)},
       {"err_frames_close_bad_utf8", 0, CloseFrame(1000, "\xFF")},
-      {"err_frames_64bit_length", 0, std::string("\x82\xFF\x7F\xFF\xFF\xFF\xFF\xFF\xFF\xFF\x00\x00\x00\x00\x00", 15)},
+      {"err_frames_64bit_length", 0,
+       std::string("\x82\xFF\x7F\xFF\xFF\xFF\xFF\xFF\xFF\xFF\x00\x00\x00\x00\x00", 15)},
       {"ok_raw_mqtt", kRaw, Request() + Binary(connect)},
       {"ok_raw_mqttv31", kRaw | Pieces(5), Request({{"Sec-WebSocket-Protocol", "mqttv3.1"}})},
       {"ok_raw_no_subprotocol", kRaw, Request({{"Sec-WebSocket-Protocol", std::nullopt}}) + Binary(publish)},
-      {"ok_raw_origin", kRaw | kOrigins, Request({{"Origin", "https://app.example"}, {"X-Forwarded-For", "1.2.3.4"}})},
+      {"ok_raw_origin", kRaw | kOrigins,
+       Request({{"Origin", "https://app.example"}, {"X-Forwarded-For", "1.2.3.4"}})},
       {"ok_raw_bytewise", kRaw | Pieces(1), Request() + Binary(connect) + Frame(0x9, "hb")},
       {"err_raw_origin", kRaw | kOrigins, Request({{"Origin", "https://evil.example"}})},
       {"err_raw_version", kRaw, Request({{"Sec-WebSocket-Version", "8"}})},
@@ -708,7 +723,8 @@ TEST_CASE("WebSocket fuzz seed corpus") {
     Status st;
     if (!(s.settings & kRaw)) st = h.In(Request());
     const size_t piece = (s.settings >> 2) == 0 ? s.input.size() : (s.settings >> 2);
-    for (size_t off = 0; st.ok() && off < s.input.size(); off += piece) st = h.In(std::string_view(s.input).substr(off, piece));
+    for (size_t off = 0; st.ok() && off < s.input.size(); off += piece)
+      st = h.In(std::string_view(s.input).substr(off, piece));
     CHECK(st.ok() == (s.name.rfind("ok_", 0) == 0));
   }
 }
