@@ -4,12 +4,10 @@
 #include <bit>
 
 #include "base/check.h"
+#include "broker/guard/shard_room.h"
 
 namespace parley::broker::guard {
 namespace {
-
-// How often a full shard may be scanned for idle entries from Admit.
-constexpr auto kFullSweepInterval = std::chrono::seconds(1);
 
 size_t ShardCount(size_t requested) {
   return std::bit_ceil(std::clamp<size_t>(requested, 1, 1024));
@@ -69,13 +67,7 @@ Admission AddressLimiter::Admit(const IpAddress& address, SteadyTime now) {
   std::lock_guard lock(shard.mu);
   auto it = shard.entries.find(key);
   if (it == shard.entries.end()) {
-    if (shard.entries.size() >= per_shard_cap_ &&
-        (!shard.swept_once || now - shard.last_full_sweep >= kFullSweepInterval)) {
-      shard.swept_once = true;
-      shard.last_full_sweep = now;
-      tracked_.fetch_sub(SweepShard(shard, now), std::memory_order_relaxed);
-    }
-    if (shard.entries.size() >= per_shard_cap_) {
+    if (!MakeRoom(shard, per_shard_cap_, now, tracked_, &AddressLimiter::SweepShard)) {
       untracked_.fetch_add(1, std::memory_order_relaxed);
       admitted_.fetch_add(1, std::memory_order_relaxed);
       return Admission::kOkUntracked;

@@ -3,10 +3,10 @@
 #include <algorithm>
 #include <bit>
 
+#include "broker/guard/shard_room.h"
+
 namespace parley::broker::guard {
 namespace {
-
-constexpr auto kFullSweepInterval = std::chrono::seconds(1);
 
 size_t ShardCount(size_t requested) {
   return std::bit_ceil(std::clamp<size_t>(requested, 1, 1024));
@@ -48,13 +48,8 @@ std::optional<SteadyTime> FlapDetector::OnConnect(std::string_view client_id, St
   std::lock_guard lock(shard.mu);
   auto it = shard.entries.find(client_id);
   if (it == shard.entries.end()) {
-    if (shard.entries.size() >= per_shard_cap_ &&
-        (!shard.swept_once || now - shard.last_full_sweep >= kFullSweepInterval)) {
-      shard.swept_once = true;
-      shard.last_full_sweep = now;
-      tracked_.fetch_sub(SweepShard(shard, now), std::memory_order_relaxed);
-    }
-    if (shard.entries.size() >= per_shard_cap_) {
+    if (!MakeRoom(shard, per_shard_cap_, now, tracked_,
+                  [this](Shard& s, SteadyTime t) { return SweepShard(s, t); })) {
       untracked_.fetch_add(1, std::memory_order_relaxed);
       return std::nullopt;
     }

@@ -379,8 +379,15 @@ int main(int argc, char** argv) {
     int sig = 0;
     sigwait(&sigs, &sig);
     if (sig == SIGHUP) {
-      // Certificates are reloaded; the rest of the configuration needs a restart for now.
+      // Certificates and the ban file are reloaded; the rest of the configuration needs a restart for now.
       ReloadCertificates(cfg, server);
+      if (guards.bans) {
+        if (auto st = bans.Load(); st.ok()) {
+          spdlog::info("SIGHUP: bans reloaded: {} rules from {}", bans.size(), cfg.auth.ban_file);
+        } else {
+          spdlog::error("SIGHUP: {}; keeping the bans already loaded", st.message());
+        }
+      }
       continue;
     }
     spdlog::info("signal {}: shutting down", sig);

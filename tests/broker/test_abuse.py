@@ -1,6 +1,7 @@
 """Hostile and careless clients: bans, per-address limits, flapping, publish rate limits, slow loris, connection
 floods and overload. Each test checks the refusal the client sees and that well-behaved clients keep their
 service. Extra source addresses (127.0.0.2, ...) are loopback aliases: every 127.0.0.0/8 address is local."""
+import signal
 import socket
 import threading
 import time
@@ -123,6 +124,8 @@ def test_connection_flood_from_one_address_does_not_slow_others(make_broker, cli
         t.join()
     rtts.sort()
     p99 = rtts[98]
+    print("flood: %(opened)d connections opened, %(refused)d refused;" % counts,
+          "other client's round trip p50 %.2f ms, p99 %.2f ms" % (rtts[49] * 1000, p99 * 1000))
     assert counts["refused"] > 0, counts  # the rate limit refused part of the flood
     assert p99 < 0.25, "p99 round trip %.3f s during the flood (%r)" % (p99, counts)
     assert "connection rate exceeded for this address" in b.log()
@@ -158,6 +161,7 @@ def test_publish_rate_limit_throttles_without_loss(make_broker, clients):
     while len(got) < n:
         got.append(sub.expect(PUBLISH, timeout=5).payload)
     elapsed = time.time() - t0
+    print("publish rate: %d messages at 100/s (burst 20) delivered in %.2f s" % (n, elapsed))
     assert got == [b"%d" % i for i in range(n)]  # all of them, in order
     # 20 at once, then 100 more at 100/s: about a second.
     assert elapsed > 0.8, elapsed
@@ -239,6 +243,7 @@ def test_client_that_never_reads_is_cut_off_with_memory_bounded(make_broker, cli
     peak = _rss_bytes(b.proc.pid)
     assert wait_for(lambda: "a write pending for more than 2000 ms" in b.log(), timeout=6), b.log()[-2000:]
     growth = peak - base_rss
+    print("never-reads: %d MiB published, broker RSS growth %.1f MiB" % (sent * 16384 >> 20, growth / 2**20))
     assert growth < 48 * 1024 * 1024, "RSS grew by %d MiB while 64 MiB were published" % (growth >> 20)
     s.settimeout(3)
     closed = False
@@ -256,3 +261,18 @@ def test_client_that_never_reads_is_cut_off_with_memory_bounded(make_broker, cli
     while other.expect(PUBLISH, timeout=5).payload != b"end":
         pass
     assert b.alive()
+
+
+def test_ban_file_reloaded_on_sighup(make_broker, clients):
+    b = make_broker(auth='ban_file = "bans"', files={"bans": "clientid first\n"})
+    assert clients.raw(b.port).connect("second", expect_reason=None).reason == 0
+    (b.dir / "bans").write_text("clientid first\nclientid second\n")
+    b.proc.send_signal(signal.SIGHUP)
+    assert wait_for(lambda: "bans reloaded: 2 rules" in b.log(), timeout=3)
+    assert clients.raw(b.port).connect("second", expect_reason=None).reason == 0x8A
+    # A broken file is refused with its line; the bans in force stay.
+    (b.dir / "bans").write_text("clientid first\nbogus line\n")
+    b.proc.send_signal(signal.SIGHUP)
+    assert wait_for(lambda: "keeping the bans already loaded" in b.log(), timeout=3)
+    assert "bans:2:" in b.log()
+    assert clients.raw(b.port).connect("second", expect_reason=None).reason == 0x8A
