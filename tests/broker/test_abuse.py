@@ -202,6 +202,14 @@ def test_overload_refuses_new_connections(make_broker, clients, version, reason)
     assert c.connect("late", expect_reason=None).reason == reason
 
 
+def _asan_built():
+    """True for a parleyd built with AddressSanitizer: its allocator keeps freed memory in quarantine (up to
+    256 MiB by default), so resident memory says nothing about what the broker holds."""
+    from conftest import PARLEYD
+    with open(PARLEYD, "rb") as f:
+        return b"__asan_init" in f.read()
+
+
 def _rss_bytes(pid):
     with open("/proc/%d/status" % pid) as f:
         for line in f:
@@ -244,7 +252,8 @@ def test_client_that_never_reads_is_cut_off_with_memory_bounded(make_broker, cli
     assert wait_for(lambda: "a write pending for more than 2000 ms" in b.log(), timeout=6), b.log()[-2000:]
     growth = peak - base_rss
     print("never-reads: %d MiB published, broker RSS growth %.1f MiB" % (sent * 16384 >> 20, growth / 2**20))
-    assert growth < 48 * 1024 * 1024, "RSS grew by %d MiB while 64 MiB were published" % (growth >> 20)
+    if not _asan_built():
+        assert growth < 48 * 1024 * 1024, "RSS grew by %d MiB while 64 MiB were published" % (growth >> 20)
     s.settimeout(3)
     closed = False
     try:
