@@ -9,10 +9,6 @@
 namespace parley::broker::guard {
 namespace {
 
-size_t ShardCount(size_t requested) {
-  return std::bit_ceil(std::clamp<size_t>(requested, 1, 1024));
-}
-
 bool LimitsOn(const AddressLimiter::Limits& l) {
   return l.max_connections != 0 || !TokenBucket(l.connect_rate, l.connect_burst).unlimited();
 }
@@ -36,8 +32,7 @@ const char* AdmissionName(Admission a) {
 AddressLimiter::AddressLimiter(Options options)
     : ipv6_by_64_(options.ipv6_by_64),
       exempt_(std::move(options.exempt)),
-      per_shard_cap_(std::max<size_t>(
-          1, (options.max_tracked + ShardCount(options.shards) - 1) / ShardCount(options.shards))),
+      per_shard_cap_(PerShardCap(options.max_tracked, ShardCount(options.shards))),
       limited_(LimitsOn(options.limits)),
       shards_(new Shard[ShardCount(options.shards)]),
       shard_mask_(ShardCount(options.shards) - 1) {

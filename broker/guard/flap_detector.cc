@@ -6,20 +6,13 @@
 #include "broker/guard/shard_room.h"
 
 namespace parley::broker::guard {
-namespace {
-
-size_t ShardCount(size_t requested) {
-  return std::bit_ceil(std::clamp<size_t>(requested, 1, 1024));
-}
-
-}  // namespace
 
 FlapDetector::FlapDetector(Options options)
     : max_connects_(std::min(options.max_connects, kMaxConnectsLimit)),
       window_(std::max(options.window, Millis(0))),
       ban_duration_(std::max(options.ban_duration, Millis(0))),
       shard_mask_(ShardCount(options.shards) - 1),
-      per_shard_cap_(std::max<size_t>(1, (options.max_tracked + shard_mask_) / (shard_mask_ + 1))),
+      per_shard_cap_(PerShardCap(options.max_tracked, shard_mask_ + 1)),
       shards_(new Shard[shard_mask_ + 1]) {}
 
 FlapDetector::~FlapDetector() = default;

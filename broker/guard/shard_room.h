@@ -1,13 +1,22 @@
 // Bounded sharded tables (AddressLimiter, FlapDetector): what to do when a new key finds its shard full.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
+#include <bit>
 #include <chrono>
 #include <cstddef>
 
 #include "base/clock.h"
 
 namespace parley::broker::guard {
+
+// The shard count for a requested one: a power of two (hash & mask picks the shard), 1..1024.
+inline size_t ShardCount(size_t requested) { return std::bit_ceil(std::clamp<size_t>(requested, 1, 1024)); }
+// Entries one shard may hold so that `shards` of them hold about `max_tracked` (at least 1 each).
+inline size_t PerShardCap(size_t max_tracked, size_t shards) {
+  return std::max<size_t>(1, (max_tracked + shards - 1) / shards);
+}
 
 // A full shard is swept on the spot — at most once a second, so a flood of new keys does not turn every
 // lookup into a scan — with `sweep(shard, now)` returning how many idle entries it dropped (subtracted from

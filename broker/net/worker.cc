@@ -183,7 +183,8 @@ void Worker::OnResumeReads(uv_timer_t* h) {
   auto* w = static_cast<Worker*>(h->data);
   const SteadyTime now = std::chrono::steady_clock::now();
   // ResumeReading may pause the connection again (it appends to paused_reads_): walk a snapshot.
-  std::vector<Connection*> due;
+  std::vector<Connection*>& due = w->resuming_;
+  due.clear();
   auto& list = w->paused_reads_;
   size_t keep = 0;
   for (Connection* c : list) {
@@ -195,6 +196,7 @@ void Worker::OnResumeReads(uv_timer_t* h) {
   // Connections are freed only from their close callbacks (a later loop iteration), so every pointer in
   // `due` stays valid while this loop runs, whatever ResumeReading does.
   for (Connection* c : due) c->ResumeReading();
+  due.clear();
   if (w->paused_reads_.empty()) uv_timer_stop(&w->resume_timer_);
 }
 

@@ -81,6 +81,7 @@ class Worker {
   uv_timer_t shutdown_timer_;
   uv_timer_t resume_timer_;  // runs while paused_reads_ is not empty
   std::vector<Connection*> paused_reads_;
+  std::vector<Connection*> resuming_;  // scratch for OnResumeReads
   struct Listener {
     uv_tcp_t tcp;
     Worker* worker;
