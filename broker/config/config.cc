@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <array>
 #include <cerrno>
+#include <cmath>
 #include <cstring>
 #include <exception>
 #include <filesystem>
@@ -16,6 +17,7 @@
 #include <new>
 #include <utility>
 
+#include "broker/config/mosquitto_conf.h"
 #include "broker/config/units.h"
 
 namespace parley::config {
@@ -721,6 +723,116 @@ void ReadLog(Errors& errors, const toml::table& t, Log* log) {
   r.Finish();
 }
 
+void ReadAdmin(Errors& errors, const toml::table& t, Admin* admin) {
+  TableReader r(errors, t, "admin");
+  r.Bool("enabled", &admin->enabled);
+  if (const toml::node* n = r.String("bind", &admin->bind)) {
+    in6_addr a6{};
+    in_addr a4{};
+    if (inet_pton(AF_INET, admin->bind.c_str(), &a4) != 1 && inet_pton(AF_INET6, admin->bind.c_str(), &a6) != 1)
+      r.Error(*n, "bind", "must be an IPv4 or IPv6 address literal such as \"127.0.0.1\" or \"::1\" (got " +
+                              QuoteForMessage(admin->bind) + ")");
+  }
+  r.Integer("port", 0, 65535, &admin->port);
+  r.String("token_file", &admin->token_file);
+  r.Bool("metrics_public", &admin->metrics_public);
+  if (const toml::table* tt = r.Table("tls")) admin->tls = ReadTls(errors, *tt, "admin.tls");
+  r.Finish();
+}
+
+bool IsRuleName(std::string_view s) {
+  return !s.empty() && s.size() <= 64 && std::all_of(s.begin(), s.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '-' ||
+           c == '.';
+  });
+}
+
+void ReadAlertRule(Errors& errors, const toml::table& t, size_t index, Alerts* alerts) {
+  const std::string path = "alerts.rule[" + std::to_string(index) + "]";
+  TableReader r(errors, t, path);
+  AlertRule rule;
+  if (const toml::node* n = r.String("name", &rule.name)) {
+    if (!IsRuleName(rule.name)) {
+      r.Error(*n, "name", "must be 1 to 64 characters from A-Z a-z 0-9 _ - . (got " + QuoteForMessage(rule.name) + ")");
+    } else {
+      for (const AlertRule& other : alerts->rules)
+        if (other.name == rule.name) r.Error(*n, "name", QuoteForMessage(rule.name) + " is used by another rule");
+    }
+  } else if (!t.contains("name")) {
+    r.Missing("name", "required: a unique name for the rule");
+  }
+  if (const toml::node* n = r.String("metric", &rule.metric)) {
+    const bool ok = !rule.metric.empty() && rule.metric.size() <= 200 &&
+                    std::all_of(rule.metric.begin(), rule.metric.end(), [](char c) {
+                      return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+                             c == ':';
+                    });
+    if (!ok) r.Error(*n, "metric", "must be a metric family name such as \"parley_disconnects_total\" (docs/metrics.md)");
+  } else if (!t.contains("metric")) {
+    r.Missing("metric", "required: the metric family the rule watches (docs/metrics.md)");
+  }
+  if (const toml::node* n = r.Find("labels")) {
+    if (const toml::table* lt = n->as_table()) {
+      for (const auto& [k, v] : *lt) {
+        if (const auto* sv = v.as_string()) {
+          rule.labels.emplace_back(std::string(k.str()), sv->get());
+        } else {
+          r.Error(v, "labels", "label values must be strings (label " + QuoteForMessage(k.str()) + ")");
+        }
+      }
+    } else {
+      r.Error(*n, "labels", std::string("must be a table such as { reason = \"network\" }, not ") + TypeName(*n));
+    }
+  }
+  r.OneOf("function", {"value", "max", "rate", "p50", "p90", "p99"}, &rule.function,
+          "value = sum of the samples, max = largest sample, rate = per second, pNN = histogram quantile");
+  r.OneOf("op", {">", ">=", "<", "<="}, &rule.op);
+  if (const toml::node* n = r.Find("threshold")) {
+    if (const auto* i = n->as_integer()) {
+      rule.threshold = static_cast<double>(i->get());
+    } else if (const auto* f = n->as_floating_point()) {
+      rule.threshold = f->get();
+      if (!std::isfinite(rule.threshold)) r.Error(*n, "threshold", "must be a finite number");
+    } else {
+      r.Error(*n, "threshold", std::string("must be a number, not ") + TypeName(*n));
+    }
+  } else {
+    r.Missing("threshold", "required: the value the metric is compared with");
+  }
+  std::optional<uint64_t> ms;
+  if (r.Duration("for", 0, kDay, /*whole_seconds=*/true, /*allow_none=*/false, &ms))
+    rule.for_duration = Seconds(static_cast<int64_t>(*ms / 1000));
+  r.String("severity", &rule.severity);
+  r.String("description", &rule.description);
+  r.Finish();
+  alerts->rules.push_back(std::move(rule));
+}
+
+void ReadAlerts(Errors& errors, const toml::table& t, Alerts* alerts) {
+  TableReader r(errors, t, "alerts");
+  std::optional<uint64_t> ms;
+  if (r.Duration("interval", 1000, kDay, /*whole_seconds=*/true, /*allow_none=*/false, &ms))
+    alerts->interval = Seconds(static_cast<int64_t>(*ms / 1000));
+  if (const toml::node* n = r.String("webhook_url", &alerts->webhook_url)) {
+    const std::string& u = alerts->webhook_url;
+    const bool ok = u.empty() || ((u.rfind("http://", 0) == 0 || u.rfind("https://", 0) == 0) &&
+                                  std::none_of(u.begin(), u.end(), [](char c) { return c <= 0x20 || c == 0x7f; }));
+    if (!ok) r.Error(*n, "webhook_url", "must be an http:// or https:// URL without spaces (got " + QuoteForMessage(u) + ")");
+  }
+  if (r.Duration("webhook_timeout", 100, 600'000, false, false, &ms)) alerts->webhook_timeout = Milliseconds(*ms);
+  if (const toml::node* n = r.Find("rule")) {
+    const toml::array* arr = n->as_array();
+    alerts->rules.clear();  // the file's rules replace the recommended ones; `rule = []` means none
+    if (arr == nullptr || (!arr->empty() && !arr->is_array_of_tables())) {
+      r.Error(*n, "rule", "must be an array of tables: write [[alerts.rule]] with double brackets");
+    } else {
+      size_t i = 0;
+      for (const toml::node& e : *arr) ReadAlertRule(errors, *e.as_table(), i++, alerts);
+    }
+  }
+  r.Finish();
+}
+
 // Relative paths in the file are relative to the file's directory, so a config works wherever the
 // daemon is started from. Empty means "not set" and stays empty.
 void ResolvePath(const fs::path& base, std::string* p) {
@@ -742,6 +854,7 @@ Result<Config> Parse(std::string_view text, const std::string& name, const fs::p
 
   Errors errors(name);
   Config config;
+  config.alerts.rules = DefaultAlertRules();
   TableReader root(errors, doc, "");
   root.Integer("workers", 0, 1024, &config.workers, "must be between 0 (one per core) and 1024");
   if (const toml::node* n = root.String("data_dir", &config.data_dir)) {
@@ -755,6 +868,8 @@ Result<Config> Parse(std::string_view text, const std::string& name, const fs::p
   if (const toml::table* t = root.Table("sys")) ReadSys(errors, *t, &config.sys);
   if (const toml::table* t = root.Table("storage")) ReadStorage(errors, *t, &config.storage);
   if (const toml::table* t = root.Table("im")) ReadIm(errors, *t, &config.im);
+  if (const toml::table* t = root.Table("admin")) ReadAdmin(errors, *t, &config.admin);
+  if (const toml::table* t = root.Table("alerts")) ReadAlerts(errors, *t, &config.alerts);
   root.Finish();
   if (!errors.empty()) return errors.ToStatus();
 
@@ -766,6 +881,12 @@ Result<Config> Parse(std::string_view text, const std::string& name, const fs::p
   if (config.auth.jwt) {
     ResolvePath(base_dir, &config.auth.jwt->secret_file);
     ResolvePath(base_dir, &config.auth.jwt->public_key_file);
+  }
+  ResolvePath(base_dir, &config.admin.token_file);
+  if (config.admin.tls) {
+    ResolvePath(base_dir, &config.admin.tls->cert_file);
+    ResolvePath(base_dir, &config.admin.tls->key_file);
+    ResolvePath(base_dir, &config.admin.tls->ca_file);
   }
   for (Listener& l : config.listeners) {
     if (!l.tls) continue;
@@ -793,8 +914,38 @@ Result<Config> Guard(const std::string& name, F&& f) {
 
 }  // namespace
 
+std::vector<AlertRule> DefaultAlertRules() {
+  auto rule = [](std::string name, std::string metric, std::string function, std::string op, double threshold,
+                 int64_t for_seconds, std::string description) {
+    AlertRule r;
+    r.name = std::move(name);
+    r.metric = std::move(metric);
+    r.function = std::move(function);
+    r.op = std::move(op);
+    r.threshold = threshold;
+    r.for_duration = Seconds(for_seconds);
+    r.description = std::move(description);
+    return r;
+  };
+  return {
+      rule("disconnect-storm", "parley_disconnects_total", "rate", ">", 100, 60,
+           "more than 100 disconnects per second for a minute: a network or client problem"),
+      rule("storage-slow", "parley_storage_write_seconds", "p99", ">", 0.5, 60,
+           "the slowest 1 % of durable writes take over 500 ms: acknowledgements are delayed"),
+      rule("queue-saturation", "parley_queue_fill_ratio_max", "value", ">=", 0.9, 60,
+           "some session's queue is over 90 % full: its messages will soon be dropped"),
+      rule("disk-low", "parley_storage_disk_free_ratio", "value", "<", 0.1, 60,
+           "less than 10 % of the data dir's file system is free"),
+      rule("loop-lag", "parley_event_loop_lag_seconds", "max", ">", 0.5, 30,
+           "an event loop is more than 500 ms late: every client on it waits"),
+      rule("overloaded", "parley_overloaded", "value", ">=", 1, 0,
+           "overload protection is refusing connections and dropping QoS 0 messages"),
+  };
+}
+
 Config DefaultConfig() {
   Config config;
+  config.alerts.rules = DefaultAlertRules();
   Listener l;
   l.name = "mqtt";
   l.bind = "127.0.0.1";
@@ -823,7 +974,9 @@ Result<Config> LoadConfigFile(const std::string& path) {
     fs::path absolute = fs::absolute(path, ec);
     if (ec) absolute = path;
     absolute = absolute.lexically_normal();
-    Result<Config> config = Parse(text, path, absolute.parent_path());
+    Result<Config> config = IsMosquittoConfig(text, path)
+                                ? ParseMosquittoConfig(text, path, absolute.parent_path().string())
+                                : Parse(text, path, absolute.parent_path());
     if (config.ok()) config->source_path = absolute.string();
     return config;
   });

@@ -174,6 +174,44 @@ struct Log {
   friend bool operator==(const Log&, const Log&) = default;
 };
 
+// [admin]: the admin HTTP API, /metrics and health endpoints (docs/admin-api.md).
+struct Admin {
+  bool enabled = true;
+  std::string bind = "127.0.0.1";
+  uint16_t port = 8080;             // 0 = any free port (tests)
+  std::string token_file;           // "" = <data_dir>/admin.token, created on first start
+  bool metrics_public = false;      // serve /metrics without the token
+  std::optional<Tls> tls;           // [admin.tls]: HTTPS (cert_file, key_file, min_version, ciphers...)
+
+  friend bool operator==(const Admin&, const Admin&) = default;
+};
+
+// [[alerts.rule]]: a condition over one metric family (docs/operations.md, "Alerts").
+struct AlertRule {
+  std::string name;                   // unique
+  std::string metric;                 // a family of /metrics, e.g. "parley_disconnects_total"
+  std::vector<std::pair<std::string, std::string>> labels;  // only samples with these labels; empty = all
+  std::string function = "value";     // "value" (sum), "max", "rate" (per second), "p50", "p90", "p99"
+  std::string op = ">";               // ">", ">=", "<", "<="
+  double threshold = 0;
+  Seconds for_duration{0};            // the condition must hold this long before the rule fires ("for")
+  std::string severity = "warning";   // free text, passed to the webhook
+  std::string description;
+
+  friend bool operator==(const AlertRule&, const AlertRule&) = default;
+};
+
+// [alerts]: rules evaluated every `interval`; a rule that fires or resolves is logged and posted to
+// `webhook_url` (through a circuit breaker).
+struct Alerts {
+  Seconds interval{10};
+  std::string webhook_url;            // "" = log only; http:// or https://
+  Milliseconds webhook_timeout{5000};
+  std::vector<AlertRule> rules;       // without a `rule` key: DefaultAlertRules()
+
+  friend bool operator==(const Alerts&, const Alerts&) = default;
+};
+
 struct Config {
   int workers = 0;                  // 0 = one per core
   std::string data_dir = "data";    // storage directory (durable state, later issues)
@@ -185,16 +223,32 @@ struct Config {
   Storage storage;
   Im im;
   Log log;
+  Admin admin;
+  Alerts alerts;
   std::string source_path;          // file the config came from ("" = built-in default); absolute
                                     // when loaded by LoadConfigFile, source_name for ParseConfig
+  // Messages for the operator, one line each, that parleyd logs at startup (spdlog::warn) and that do not stop
+  // it: "<file>:<line>: <option>: <what Parley does instead>; <what to do>". Only a Mosquitto config makes
+  // them (options without a Parley equivalent, docs/migrating-from-mosquitto.md); TOML problems are errors.
+  std::vector<std::string> warnings;
 
   // Field-by-field equality, e.g. for a reload to tell what changed.
   friend bool operator==(const Config&, const Config&) = default;
 };
 
+// The alert rules used when the configuration names none (docs/operations.md, "Alerts"): disconnect storm,
+// slow storage, queue saturation, low disk, event-loop lag, overload.
+std::vector<AlertRule> DefaultAlertRules();
+
 // The embedded default: one MQTT listener on 127.0.0.1:1883, anonymous access, everything else default.
 Config DefaultConfig();
 
+// Reads the config file at `path`: TOML, or a Mosquitto mosquitto.conf. The first line that is not blank or a
+// comment decides: `[table]` or `key = value` is TOML, a Mosquitto option name (`listener 1883`) is Mosquitto;
+// when it does not (empty file, only comments, an unknown word), a name ending in ".conf" is Mosquitto and
+// anything else TOML (IsMosquittoConfig in mosquitto_conf.h). A Mosquitto file goes to ParseMosquittoConfig
+// (mosquitto_conf.h), which reports its errors in the same form and fills Config::warnings.
+//
 // Parses and validates a TOML config. Unknown keys and bad values are errors naming the key and line,
 // e.g. "conf/parley.toml:12: limits.max_qos: must be 0, 1 or 2 (got 3)"; every problem in the file is
 // reported, one per line of the message, in line order. Relative paths inside the file (password_file,

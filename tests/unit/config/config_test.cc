@@ -602,6 +602,23 @@ const char* const kAllKeys[] = {
     "im.retention_max_count",
     "im.inbox_retention",
     "im.sweep_interval",
+    "admin.enabled",
+    "admin.bind",
+    "admin.port",
+    "admin.token_file",
+    "admin.metrics_public",
+    "alerts.interval",
+    "alerts.webhook_url",
+    "alerts.webhook_timeout",
+    "alerts.rule.name",
+    "alerts.rule.metric",
+    "alerts.rule.labels",
+    "alerts.rule.function",
+    "alerts.rule.op",
+    "alerts.rule.threshold",
+    "alerts.rule.for",
+    "alerts.rule.severity",
+    "alerts.rule.description",
 };
 
 std::string ReadText(const fs::path& p) {
