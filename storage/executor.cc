@@ -42,6 +42,7 @@ WriteExecutor::~WriteExecutor() {
 
 bool WriteExecutor::Submit(WriteBatch batch, Done done, uint64_t txn) {
   const size_t bytes = batch.ByteSize();
+  const auto now = std::chrono::steady_clock::now();
   bool wake;
   {
     std::lock_guard lock(mu_);
@@ -49,7 +50,7 @@ bool WriteExecutor::Submit(WriteBatch batch, Done done, uint64_t txn) {
     const size_t queued = queued_bytes_.load(std::memory_order_relaxed);
     if (queued > 0 && queued + bytes > options_.max_queue_bytes) return false;
     queued_bytes_.fetch_add(bytes, std::memory_order_relaxed);
-    queue_.push_back(Item{std::move(batch), std::move(done), {}, txn});
+    queue_.push_back(Item{std::move(batch), std::move(done), {}, txn, now});
     wake = queue_.size() == 1;  // the thread waits on an empty queue (or on a transaction: EndTxn wakes it)
   }
   if (wake) cv_.notify_one();
@@ -118,6 +119,23 @@ WriteExecutor::Stats WriteExecutor::stats() const {
   s.tasks = tasks_.load();
   s.queued_bytes = queued_bytes_.load();
   return s;
+}
+
+void WriteExecutor::CollectMetrics(std::vector<metrics::Family>& out) const {
+  metrics::Family latency;
+  latency.name = "parley_storage_write_seconds";
+  latency.help = "Write batches: from submission to the storage thread until written with the configured durability.";
+  latency.type = metrics::Type::kHistogram;
+  latency.histograms.push_back(write_seconds_.Snapshot());
+  out.push_back(std::move(latency));
+  out.push_back(metrics::Family{"parley_storage_write_errors_total", "Write batches that failed (disk full, I/O error).",
+                                metrics::Type::kCounter,
+                                {metrics::Sample{{}, static_cast<double>(failed_batches_.load(std::memory_order_relaxed))}},
+                                {}});
+  out.push_back(metrics::Family{"parley_storage_queue_bytes", "Bytes of write batches waiting for the storage thread.",
+                                metrics::Type::kGauge,
+                                {metrics::Sample{{}, static_cast<double>(queued_bytes_.load(std::memory_order_relaxed))}},
+                                {}});
 }
 
 void WriteExecutor::Run() {
@@ -206,6 +224,12 @@ void WriteExecutor::WriteGroup(std::deque<Item>* items, size_t begin, size_t end
       unsynced_ = true;
       next_sync_ = std::chrono::steady_clock::now() + options_.batch_sync_interval;
     }
+  }
+  // Each batch's latency: from its Submit until now, when its write has returned with the durability asked for.
+  const auto written = std::chrono::steady_clock::now();
+  for (size_t i = begin; i < end; ++i) {
+    const Item& item = (*items)[i];
+    if (!item.task) write_seconds_.Observe(std::chrono::duration<double>(written - item.submitted).count());
   }
   // Release the bytes before the callbacks run, so that a callback's own Submit is not refused for them.
   queued_bytes_.fetch_sub(bytes, std::memory_order_relaxed);

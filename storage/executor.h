@@ -28,6 +28,7 @@
 #include <thread>
 #include <vector>
 
+#include "base/metrics.h"
 #include "storage/store.h"
 
 namespace parley::storage {
@@ -106,6 +107,10 @@ class WriteExecutor {
 
   size_t queued_bytes() const { return queued_bytes_.load(std::memory_order_relaxed); }
   Stats stats() const;
+  // parley_storage_write_seconds (histogram: Submit until the batch's write returned with the configured
+  // durability, i.e. until its `done` may run), parley_storage_write_errors_total (batches whose done got an
+  // error) and parley_storage_queue_bytes. Any thread; a metrics::Registry collector.
+  void CollectMetrics(std::vector<metrics::Family>& out) const;
   bool OnExecutorThread() const { return std::this_thread::get_id() == thread_id_.load(); }
 
  private:
@@ -114,6 +119,7 @@ class WriteExecutor {
     Done done;
     std::function<void()> task;  // set for Post()ed items
     uint64_t txn = 0;
+    std::chrono::steady_clock::time_point submitted{};  // batches: when Submit took it (write latency)
   };
 
   void Run();
@@ -141,6 +147,7 @@ class WriteExecutor {
 
   std::atomic<uint64_t> batches_{0}, groups_{0}, max_group_{0}, synced_groups_{0}, wal_syncs_{0},
       failed_batches_{0}, tasks_{0};
+  metrics::Histogram write_seconds_{metrics::LatencyBounds()};  // Submit -> written (CollectMetrics)
 
   std::mutex shutdown_mu_;  // serialises Shutdown callers
   std::atomic<std::thread::id> thread_id_{};

@@ -3,6 +3,8 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <cmath>
+#include <cstdio>
 #include <functional>
 
 #include "broker/core/retained.h"
@@ -374,8 +376,10 @@ StatsSnapshot Broker::Stats() const {
   StatsSnapshot s;
   for (int i = 0; i < workers_; ++i) {
     const Counters& c = counters_[i];
-    s.messages_received += c.messages_received.load(std::memory_order_relaxed);
-    s.messages_sent += c.messages_sent.load(std::memory_order_relaxed);
+    for (int q = 0; q < 3; ++q) {
+      s.messages_received += c.messages_received[q].load(std::memory_order_relaxed);
+      s.messages_sent += c.messages_sent[q].load(std::memory_order_relaxed);
+    }
     s.bytes_received += c.bytes_received.load(std::memory_order_relaxed);
     s.bytes_sent += c.bytes_sent.load(std::memory_order_relaxed);
     s.connects += c.connects.load(std::memory_order_relaxed);
@@ -421,6 +425,40 @@ void Broker::PublishSys(int worker) {
   publish("$SYS/broker/messages/dropped", std::to_string(s.dropped_total));
   publish("$SYS/broker/bytes/received", std::to_string(s.bytes_received));
   publish("$SYS/broker/bytes/sent", std::to_string(s.bytes_sent));
+  sys_load_.max_connected = std::max(sys_load_.max_connected, s.clients_connected);
+  publish("$SYS/broker/clients/disconnected", std::to_string(s.sessions > s.clients_connected ? s.sessions - s.clients_connected : 0));
+  publish("$SYS/broker/clients/maximum", std::to_string(sys_load_.max_connected));
+  publish("$SYS/broker/publish/messages/received", std::to_string(s.messages_received));
+  publish("$SYS/broker/publish/messages/sent", std::to_string(s.messages_sent));
+  publish("$SYS/broker/publish/messages/dropped", std::to_string(s.dropped_total));
+
+  // Load averages, as Mosquitto computes them: per-minute rates over the last interval, smoothed
+  // exponentially over 1, 5 and 15 minutes (the first interval only sets the baseline).
+  const SteadyTime now = clock_.Now();
+  const uint64_t totals[SysLoad::kSeries] = {s.messages_received, s.messages_sent, s.bytes_received, s.bytes_sent,
+                                             s.connects, s.dropped_total};
+  static constexpr const char* kNames[SysLoad::kSeries] = {"messages/received", "messages/sent", "bytes/received",
+                                                           "bytes/sent", "connections", "publish/dropped"};
+  if (sys_load_.at != SteadyTime{}) {
+    const double dt = std::chrono::duration<double>(now - sys_load_.at).count();
+    static constexpr double kWindows[3] = {60, 300, 900};
+    static constexpr const char* kWindowNames[3] = {"1min", "5min", "15min"};
+    for (int i = 0; i < SysLoad::kSeries; ++i) {
+      const uint64_t delta = totals[i] >= sys_load_.last[i] ? totals[i] - sys_load_.last[i] : 0;
+      const double per_minute = dt > 0 ? static_cast<double>(delta) * 60.0 / dt : 0;
+      for (int w = 0; w < 3; ++w) {
+        double& avg = sys_load_.average[i][w];
+        const double keep = std::exp(-dt / kWindows[w]);
+        avg = sys_load_.started ? avg * keep + per_minute * (1 - keep) : per_minute;
+        char value[32];
+        std::snprintf(value, sizeof value, "%.2f", avg);
+        publish((std::string("$SYS/broker/load/") + kNames[i] + "/" + kWindowNames[w]).c_str(), value);
+      }
+    }
+    sys_load_.started = true;
+  }
+  sys_load_.at = now;
+  std::copy(std::begin(totals), std::end(totals), std::begin(sys_load_.last));
 }
 
 MessagePtr Broker::MakeWill(const mqtt::Will& will, const std::string& client_id, uint32_t delay_seconds) const {

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "base/clock.h"
+#include "base/metrics.h"
 #include "broker/api/auth.h"
 #include "broker/guard/address_limiter.h"
 #include "broker/guard/ban_list.h"
@@ -20,6 +21,7 @@
 #include "broker/api/message.h"
 #include "broker/api/persistence.h"
 #include "broker/api/retained_store.h"
+#include "broker/core/admin_info.h"
 #include "broker/core/options.h"
 #include "broker/core/session.h"
 #include "broker/core/stats.h"
@@ -52,6 +54,8 @@ class Broker final : public BrokerServices {
 
   const BrokerOptions& options() const { return options_; }
   const Clock& clock() const { return clock_; }
+  // When the broker was created (uptime).
+  SteadyTime started() const { return started_; }
   TopicTree& tree() { return tree_; }
   RetainedStore& retained() { return *retained_; }
   Counters& counters(int worker) { return counters_[worker]; }
@@ -204,6 +208,57 @@ class Broker final : public BrokerServices {
   StatsSnapshot Stats() const;
   size_t SessionCount() const;
 
+  // ---- Metrics (broker_metrics.cc; docs/metrics.md).
+  // The listeners, in the order of Transport::ListenerInfo::index: the labels of the per-listener metrics.
+  // Set before serving (net::Server::Listen does).
+  struct ListenerLabel {
+    std::string name;
+    std::string protocol;  // mqtt | mqtts | ws | wss
+  };
+  void SetListeners(std::vector<ListenerLabel> listeners) { listeners_ = std::move(listeners); }
+  // Appends the broker's families: build info, uptime, workers, connections, connects, refusals, disconnects,
+  // messages and bytes, drops, queues, sessions, subscriptions, retained, overloaded. Walks the session
+  // registry (each session's lock briefly, one at a time). Any thread; meant for every few seconds, not per
+  // message.
+  void CollectMetrics(std::vector<metrics::Family>& out) const;
+
+  // ---- Administration (broker_admin.cc; docs/admin-api.md). Any thread (the admin thread in parleyd). Each
+  // takes the registry lock and then one session lock at a time (the documented order), copies values out and
+  // calls nothing outside the broker while holding either. Keys are compared as bytes.
+  // Sessions with a client id after `after` ("" = from the start), in client id order, at most `limit`;
+  // *more: further sessions match.
+  std::vector<SessionInfo> ListSessions(std::string_view after, size_t limit, SessionState state, bool* more);
+  // One session; with `subs`, also its subscriptions in filter order. nullopt: no such session.
+  std::optional<SessionInfo> GetSession(std::string_view client_id, std::vector<SubscriptionInfo>* subs = nullptr);
+  // Subscriptions in (client id, filter) order of the sessions after `after` (or only of `client_id` when not
+  // empty). A page holds whole sessions: it ends after the session that reaches `limit` subscriptions, so it
+  // may hold more than `limit`. *more: sessions with subscriptions follow.
+  std::vector<SubscriptionInfo> ListSubscriptions(std::string_view client_id, std::string_view after, size_t limit,
+                                                  bool* more) const;
+  // Tells the connection bound to `client_id`'s session to close with DISCONNECT `reason` (v5; 3.1.1 clients
+  // are closed). The session stays, as after any disconnect. False when no connection is bound.
+  bool KickClient(std::string_view client_id, uint8_t reason);
+  // Ends the session of `client_id` now: kicks its connection (0x98), removes it from the registry and the
+  // subscription tree, deletes its durable state, hands its share-group messages on (EndSession).
+  DropResult DropSession(std::string_view client_id);
+  // Retained messages whose topic matches `filter` and sorts after `after`, in topic order, at most `limit`.
+  std::vector<MessagePtr> ListRetained(std::string_view filter, std::string_view after, size_t limit,
+                                       bool* more) const;
+  // The retained message of `topic` (a topic name, no wildcards), or null.
+  MessagePtr GetRetained(std::string_view topic) const;
+  // Clears the retained message of `topic`, in memory and on disk (not routed to anyone). False: there was none.
+  bool DeleteRetained(std::string_view topic);
+  // Waits up to `timeout` until every durable write the calling thread made (and all before them) is on disk.
+  // True when they are (or there were none, or no persistence); false on a write failure or the timeout.
+  bool WaitDurable(std::chrono::milliseconds timeout);
+  // Draining (POST /api/v1/drain): while on, CONNECTs are refused with 0x9C Use another server carrying
+  // `server_reference` when set (3.1.1: 0x03 Server unavailable), and kicks with 0x9C / 0x9D carry the
+  // reference too (Client::OnKick). The network layer disconnects the clients already connected.
+  void SetDraining(bool on, std::string server_reference);
+  bool draining() const { return draining_.load(std::memory_order_relaxed); }
+  // "" when none is set.
+  std::string server_reference() const;
+
   // Connected-client gauge, maintained by Client.
   std::atomic<int64_t> clients_connected{0};
 
@@ -223,6 +278,10 @@ class Broker final : public BrokerServices {
   void PushTimer(Timer t);
   // Forgets a persisted session's durable state (DeleteSession) and stops persisting it. Caller holds s.mu_.
   void UnpersistLocked(Session& s);
+  // Administration (broker_admin.cc): up to `n` sessions with a client id after `after` in client id order,
+  // that are in `state`; *more: others follow. SessionsInfo: their snapshots (expiry from the timer heap).
+  std::vector<SessionPtr> SessionsAfter(std::string_view after, size_t n, SessionState state, bool* more) const;
+  std::vector<SessionInfo> SessionsInfo(const std::vector<SessionPtr>& sessions);
   int64_t UnixMillis() const { return clock_.UnixSeconds() * 1000; }
 
   const BrokerOptions options_;
@@ -235,6 +294,9 @@ class Broker final : public BrokerServices {
   std::vector<const Authenticator*> authenticators_;
   std::vector<const EnhancedAuthenticator*> enhanced_authenticators_;
   std::atomic<bool> overloaded_{false};
+  std::atomic<bool> draining_{false};
+  mutable std::mutex drain_mu_;
+  std::string server_reference_;  // guarded by drain_mu_
   bool certificate_usernames_ = false;
   Guards guards_;
   // Set once any session carried permissions from its credentials: deliveries then check them.
@@ -264,6 +326,18 @@ class Broker final : public BrokerServices {
   // Delayed wills by session id, so resume can cancel them. Guarded by timers_mu_.
   std::unordered_map<uint64_t, MessagePtr> pending_wills_;
   SteadyTime next_sys_{};
+  // $SYS load averages (PublishSys, on the tick thread only): the totals at the last publication and the
+  // smoothed per-minute rates over 1, 5 and 15 minutes of each series.
+  struct SysLoad {
+    static constexpr int kSeries = 6;
+    SteadyTime at{};
+    bool started = false;
+    uint64_t last[kSeries] = {};
+    double average[kSeries][3] = {};
+    uint64_t max_connected = 0;
+  };
+  SysLoad sys_load_;
+  std::vector<ListenerLabel> listeners_;  // set before serving (SetListeners)
 };
 
 }  // namespace parley::broker

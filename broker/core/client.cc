@@ -4,6 +4,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <chrono>
 #include <random>
 
 namespace parley::broker {
@@ -24,7 +25,79 @@ std::string AssignClientId() {
   return id;
 }
 
+// A client-chosen string in a log line: quoted, with quotes, backslashes and control characters escaped, so
+// it can neither end its key=value pair nor forge a line (the JSON log format escapes the whole message again).
+std::string Quoted(std::string_view s) {
+  std::string out;
+  out.reserve(s.size() + 2);
+  out += '"';
+  for (const char ch : s) {
+    const auto c = static_cast<unsigned char>(ch);
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += ch;
+    } else if (c < 0x20 || c == 0x7f) {
+      static constexpr char kHex[] = "0123456789abcdef";
+      out += "\\x";
+      out += kHex[c >> 4];
+      out += kHex[c & 0xF];
+    } else {
+      out += ch;
+    }
+  }
+  out += '"';
+  return out;
+}
+
+std::string CodeText(int code) { return code < 0 ? std::string("-") : fmt::format("0x{:02x}", code); }
+
+// Refusal lines come one per connection: a flood of bad CONNECTs must not flood the log. At most this many a
+// second per worker thread; the next line written says how many were left out (suppressed=N).
+constexpr uint32_t kRefusalLinesPerSecond = 50;
+
+bool RefusalLogAllowed(uint64_t* suppressed) {
+  struct Window {
+    std::chrono::steady_clock::time_point start{};
+    uint32_t lines = 0;
+    uint64_t suppressed = 0;
+  };
+  thread_local Window w;
+  const auto now = std::chrono::steady_clock::now();
+  if (now - w.start >= std::chrono::seconds(1)) {
+    w.start = now;
+    w.lines = 0;
+  }
+  if (w.lines >= kRefusalLinesPerSecond) {
+    ++w.suppressed;
+    return false;
+  }
+  ++w.lines;
+  *suppressed = std::exchange(w.suppressed, 0);
+  return true;
+}
+
+int VersionSlot(Version v) { return v == Version::kV5 ? 1 : 0; }
+const char* VersionName(Version v) { return v == Version::kV5 ? "5.0" : "3.1.1"; }
+int ListenerSlot(const ListenerInfo& l) { return static_cast<int>(std::min<uint32_t>(l.index, kMaxListeners - 1)); }
+
 }  // namespace
+
+std::string Client::LogIdentity(bool connect_known) const {
+  const ListenerInfo l = transport_.Listener();
+  return fmt::format("client_id={} user={} address={} listener={} protocol={} version={}",
+                     connect_known ? Quoted(client_id()) : std::string("-"),
+                     connect_known && username_ ? Quoted(*username_) : std::string("-"), transport_.PeerAddress(),
+                     l.name, l.protocol, connect_known ? VersionName(version_) : "-");
+}
+
+void Client::Refuse(RefusalCause reason, int code, std::string_view detail) {
+  broker_.counters(worker_).Refused(reason);
+  uint64_t suppressed = 0;
+  if (!spdlog::should_log(spdlog::level::info) || !RefusalLogAllowed(&suppressed)) return;
+  spdlog::info("connect_refused {} reason={} code={} detail={}{}", LogIdentity(connect_seen_), RefusalCauseName(reason),
+               CodeText(code), Quoted(detail),
+               suppressed ? fmt::format(" suppressed={}", suppressed) : std::string());
+}
 
 Client::Client(Broker& broker, Transport& transport, std::shared_ptr<SessionLink> link, int worker)
     : broker_(broker),
@@ -57,6 +130,7 @@ size_t Client::OnData(std::span<const uint8_t> data) {
             version_ = Version::kV311;
             RejectConnect(rc::kUnsupportedProtocolVersion, rc311::kUnacceptableProtocolVersion, r.detail);
           } else {
+            Refuse(RefusalCause::kProtocolError, -1, r.detail ? r.detail : "malformed CONNECT");
             state_ = State::kClosing;
             transport_.CloseAfterFlush();
           }
@@ -100,6 +174,7 @@ void Client::Handle(mqtt::Packet& p) {
     } else {
       // MQTT-3.1.0-1: the first packet must be CONNECT. No CONNACK: we do not know the version.
       Counters::Add(broker_.counters(worker_).protocol_errors);
+      Refuse(RefusalCause::kProtocolError, -1, "first packet not CONNECT");
       state_ = State::kClosing;
       transport_.CloseAfterFlush();
     }
@@ -136,7 +211,9 @@ void Client::Handle(mqtt::Packet& p) {
   std::visit(Visitor{*this}, p);
 }
 
-void Client::Send(const mqtt::Packet& p) { mqtt::Encode(p, version_, &transport_.OutBuffer()); }
+void Client::Send(const mqtt::Packet& p) {
+  Counters::Add(broker_.counters(worker_).bytes_sent, mqtt::Encode(p, version_, &transport_.OutBuffer()));
+}
 
 void Client::SendAck(mqtt::PacketType type, uint16_t packet_id, uint8_t reason) {
   mqtt::Ack a;
@@ -221,13 +298,18 @@ void Client::FlushReplies() {
   }
 }
 
-void Client::RejectConnect(uint8_t v5_reason, uint8_t v311_code, const char* why) {
+void Client::RejectConnect(uint8_t v5_reason, uint8_t v311_code, const char* why,
+                           const std::string* server_reference, std::optional<RefusalCause> refusal,
+                           std::string_view log_detail) {
   Counters::Add(broker_.counters(worker_).protocol_errors);
-  spdlog::debug("connect refused from {}: {} (0x{:02x})", transport_.PeerAddress(), why, v5_reason);
+  const int sent = version_ == Version::kV5 ? v5_reason : (v311_code != 0 ? v311_code : -1);
+  Refuse(refusal.value_or(RefusalFromCode(v5_reason)), sent,
+         !log_detail.empty() ? log_detail : std::string_view(why ? why : ""));
   mqtt::Connack ack;
   if (version_ == Version::kV5) {
     ack.reason_code = v5_reason;
     if (ReasonStringAllowed() && why && *why) ack.props.reason_string = why;
+    if (server_reference && !server_reference->empty()) ack.props.server_reference = *server_reference;
     Send(ack);
   } else if (v311_code != 0) {
     ack.reason_code = v311_code;
@@ -237,10 +319,10 @@ void Client::RejectConnect(uint8_t v5_reason, uint8_t v311_code, const char* why
   transport_.CloseAfterFlush();
 }
 
-void Client::Fail(uint8_t reason, const char* why) {
+void Client::Fail(uint8_t reason, const char* why, std::optional<DisconnectCause> cause) {
   if (closing()) return;
   Counters::Add(broker_.counters(worker_).protocol_errors);
-  spdlog::debug("closing {} ({}): {} (0x{:02x})", client_id(), transport_.PeerAddress(), why, reason);
+  NoteClose(cause.value_or(DisconnectFromCode(reason)), reason, why);  // logged by OnClosed
   if (version_ == Version::kV5 && state_ == State::kConnected) {
     mqtt::Disconnect d;
     d.reason_code = reason;
@@ -255,6 +337,10 @@ void Client::HandleConnect(mqtt::Connect& c) {
   const BrokerOptions& o = broker_.options();
   version_ = c.version;
   const bool v5 = version_ == Version::kV5;
+  // Who it claims to be, for a refusal's log line (AcceptConnect sets both for good).
+  connect_seen_ = true;
+  client_id_ = c.client_id;
+  username_ = c.username;
   if (v5) {
     request_problem_info_ = c.props.request_problem_information.value_or(1) != 0;
     client_receive_max_ = c.props.receive_maximum.value_or(65535);
@@ -264,11 +350,15 @@ void Client::HandleConnect(mqtt::Connect& c) {
 
   // Overloaded: new clients wait (a v5 client may retry later); the ones connected keep their service.
   if (broker_.overloaded()) return RejectConnect(rc::kServerBusy, rc311::kServerUnavailable, "server busy");
+  // Draining (admin API): new clients go to another server, v5 ones told which when a reference is set.
+  if (broker_.draining()) {
+    const std::string reference = v5 ? broker_.server_reference() : std::string();
+    return RejectConnect(rc::kUseAnotherServer, rc311::kServerUnavailable, "server draining", &reference);
+  }
   if (const guard::BanList* bans = broker_.guards().bans; bans && bans->size()) {
     if (auto ban = bans->CheckClient(c.client_id, c.username.value_or(std::string()), broker_.clock().UnixMillis())) {
-      spdlog::info("refused {} from {}: banned {} ({})", c.client_id, transport_.PeerAddress(),
-                   guard::BanKindName(ban->kind), ban->reason);
-      return RejectConnect(rc::kBanned, rc311::kNotAuthorized, "banned");
+      return RejectConnect(rc::kBanned, rc311::kNotAuthorized, "banned", nullptr, RefusalCause::kBanned,
+                           fmt::format("banned {} ({})", guard::BanKindName(ban->kind), ban->reason));
     }
   }
   if (c.client_id.empty() && !v5 && !c.clean_start)
@@ -337,7 +427,8 @@ void Client::StepAuth(std::string_view client_data) {
   if (a.reauthenticating) {
     a.reauthenticating = false;
     // Re-authentication may renew the credentials, never change whose they are.
-    if (!ok || !username_ || username != *username_) return Fail(rc::kNotAuthorized, "re-authentication failed");
+    if (!ok || !username_ || username != *username_)
+      return Fail(rc::kNotAuthorized, "re-authentication failed", DisconnectCause::kReauthFailed);
     mqtt::Auth out;
     out.reason_code = rc::kSuccess;
     out.props.authentication_method = a.method;
@@ -345,7 +436,7 @@ void Client::StepAuth(std::string_view client_data) {
     Send(out);
     return;
   }
-  if (!ok) return RejectConnect(rc::kNotAuthorized, 0, "authentication failed");
+  if (!ok) return RejectConnect(rc::kNotAuthorized, 0, "authentication failed", nullptr, RefusalCause::kBadCredentials);
   std::unique_ptr<mqtt::Connect> c = std::move(a.pending);
   Grant grant;
   grant.username = std::move(username);
@@ -369,7 +460,9 @@ void Client::HandleAuth(const mqtt::Auth& a) {
   // Connected: 0x19 starts a re-authentication, 0x18 continues one (4.12.1).
   if (a.reason_code == rc::kReAuthenticate && !auth_->exchange) {
     const EnhancedAuthenticator* method = broker_.FindEnhancedAuthenticator(auth_->method);
-    if (!method) return Fail(rc::kBadAuthenticationMethod, "authentication method no longer available");
+    if (!method)
+      return Fail(rc::kBadAuthenticationMethod, "authentication method no longer available",
+                  DisconnectCause::kReauthFailed);
     auth_->exchange = method->Start();
     auth_->reauthenticating = true;
     return StepAuth(data);
@@ -384,22 +477,23 @@ void Client::AcceptConnect(mqtt::Connect& c, Grant grant, const std::string* aut
   // The credentials may have named another user (a token's claim, a certificate, SCRAM): bans apply to it too.
   if (const guard::BanList* bans = broker_.guards().bans; bans && bans->size() && grant.username) {
     if (auto ban = bans->CheckClient({}, *grant.username, broker_.clock().UnixMillis())) {
-      spdlog::info("refused {} from {}: banned user ({})", c.client_id, transport_.PeerAddress(), ban->reason);
-      return RejectConnect(rc::kBanned, rc311::kNotAuthorized, "banned");
+      return RejectConnect(rc::kBanned, rc311::kNotAuthorized, "banned", nullptr, RefusalCause::kBanned,
+                           fmt::format("banned user ({})", ban->reason));
     }
   }
   // Flapping: counted only once authenticated, or anyone could get a known client id banned.
   if (guard::FlapDetector* flaps = broker_.guards().flaps; flaps && !c.client_id.empty()) {
     if (auto until = flaps->OnConnect(c.client_id, broker_.clock().Now())) {
       const auto secs = std::chrono::duration_cast<std::chrono::seconds>(*until - broker_.clock().Now()).count();
-      spdlog::warn("refused {} from {}: reconnecting too often (flapping); banned for {} s more", c.client_id,
-                   transport_.PeerAddress(), secs);
-      return RejectConnect(rc::kConnectionRateExceeded, rc311::kServerUnavailable, "reconnecting too often");
+      return RejectConnect(rc::kConnectionRateExceeded, rc311::kServerUnavailable, "reconnecting too often",
+                           nullptr, RefusalCause::kFlapping,
+                           fmt::format("reconnecting too often; refused for {} s more", secs));
     }
   }
   const bool assigned = c.client_id.empty();
   if (assigned) c.client_id = AssignClientId();  // see HandleConnect: only when the rules allow it
   client_id_ = std::move(c.client_id);
+  clean_start_ = c.clean_start;
   username_ = grant.username ? std::move(grant.username) : std::move(c.username);
   if (o.publish_rate || o.publish_byte_rate) {
     AuthState& a = auth();
@@ -475,9 +569,17 @@ void Client::AcceptConnect(mqtt::Connect& c, Grant grant, const std::string* aut
   Send(ack);
   state_ = State::kConnected;
   broker_.clients_connected.fetch_add(1, std::memory_order_relaxed);
-  Counters::Add(broker_.counters(worker_).connects);
-  spdlog::debug("connected {} from {} v{} clean={} ka={} expiry={}", client_id(), transport_.PeerAddress(),
-                v5 ? 5 : 3, c.clean_start, keep_alive_, expiry);
+  {
+    Counters& counters = broker_.counters(worker_);
+    Counters::Add(counters.connects);
+    const int slot = ListenerSlot(transport_.Listener());
+    Counters::Add(counters.listener_connects[slot]);
+    counters.connections[slot][VersionSlot(version_)].fetch_add(1, std::memory_order_relaxed);
+  }
+  // The connect line (docs/metrics.md, "Connection logs"). Never credentials: no password, token or auth data.
+  if (spdlog::should_log(spdlog::level::info))
+    spdlog::info("connect {} keep_alive={} clean_start={} session_present={} session_expiry={}", LogIdentity(true),
+                 keep_alive_, c.clean_start, ar.session_present, expiry);
   if (!broker_.hooks().empty()) {
     const ClientIdentity who = Identity();
     for (Hooks* h : broker_.hooks()) h->OnConnected(who);
@@ -509,6 +611,9 @@ void Client::HandleDisconnect(const mqtt::Disconnect& d) {
     std::lock_guard lock(session_->mu_);  // a normal DISCONNECT: the will recorded at CONNECT is void
     if (session_->link_generation_ == generation_) broker_.StoreWillLocked(*session_, nullptr);
   }
+  const bool with_will = version_ == Version::kV5 && d.reason_code == rc::kDisconnectWithWill;
+  NoteClose(with_will ? DisconnectCause::kClientWithWill : DisconnectCause::kClient,
+            version_ == Version::kV5 ? d.reason_code : -1, nullptr);
   state_ = State::kClosing;
   transport_.CloseAfterFlush();
 }
@@ -519,6 +624,9 @@ void Client::OnTick() {
   if (state_ == State::kAwaitConnect || state_ == State::kAuthenticating) {
     // Slow clients (one byte a minute) and unfinished authentication exchanges end here.
     if (now - accepted_at_ > broker_.options().connect_timeout) {
+      Refuse(RefusalCause::kTimeout, -1,
+             state_ == State::kAwaitConnect ? "no CONNECT within connect_timeout"
+                                            : "authentication not finished within connect_timeout");
       state_ = State::kClosing;
       transport_.CloseAfterFlush();
     }
@@ -534,6 +642,10 @@ void Client::OnTick() {
 
 void Client::OnKick(uint8_t reason) {
   if (closing()) return;
+  // For the metric and the disconnect line: the code says why (taken over, shutdown, drain, banned); any other
+  // code is an administrator's kick.
+  const DisconnectCause why = DisconnectFromCode(reason);
+  NoteClose(why == DisconnectCause::kProtocolError ? DisconnectCause::kKicked : why, reason, nullptr);
   if (version_ == Version::kV5 && state_ == State::kConnected) {
     mqtt::Disconnect d;
     d.reason_code = reason;
@@ -541,7 +653,14 @@ void Client::OnKick(uint8_t reason) {
     // Paho Python 1.6 reads a DISCONNECT's reason code only when properties follow it.
     d.props.reason_string = reason == rc::kServerShuttingDown ? "server shutting down"
                             : reason == rc::kSessionTakenOver ? "session taken over"
+                            : reason == rc::kUseAnotherServer ? "use another server"
+                            : reason == rc::kServerMoved      ? "server moved"
                                                               : "disconnected by the server";
+    // Draining (or an admin kick saying so): tell the client where to go (MQTT 5 4.11).
+    if (reason == rc::kUseAnotherServer || reason == rc::kServerMoved) {
+      std::string reference = broker_.server_reference();
+      if (!reference.empty()) d.props.server_reference = std::move(reference);
+    }
     Send(d);
   }
   state_ = State::kClosing;
@@ -559,7 +678,20 @@ void Client::OnClosed() {
   state_ = State::kClosed;
   if (!was_connected) return;
   broker_.clients_connected.fetch_sub(1, std::memory_order_relaxed);
-  Counters::Add(broker_.counters(worker_).disconnects);
+  {
+    Counters& counters = broker_.counters(worker_);
+    Counters::Add(counters.disconnects);
+    Counters::Add(counters.disconnect_reasons[static_cast<int>(close_reason_)]);
+    const int slot = ListenerSlot(transport_.Listener());
+    counters.connections[slot][VersionSlot(version_)].fetch_sub(1, std::memory_order_relaxed);
+  }
+  // The disconnect line (docs/metrics.md, "Connection logs"): why, with the MQTT reason code when there is one.
+  if (spdlog::should_log(spdlog::level::info)) {
+    const double duration = std::chrono::duration<double>(broker_.clock().Now() - accepted_at_).count();
+    spdlog::info("disconnect {} reason={} code={} duration_s={:.3f}{}", LogIdentity(true),
+                 DisconnectCauseName(close_reason_), CodeText(close_code_), duration,
+                 close_detail_ && *close_detail_ ? " detail=" + Quoted(close_detail_) : std::string());
+  }
   if (!broker_.hooks().empty()) {
     const ClientIdentity who = Identity();
     for (Hooks* h : broker_.hooks()) h->OnDisconnected(who, graceful_disconnect_);

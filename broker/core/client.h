@@ -41,8 +41,11 @@ class Client {
   // The server is shutting down: DISCONNECT 0x8B to v5 clients, then close.
   void OnShutdown();
   // The network connection is gone (either side closed it). Publishes the will if due, detaches the
-  // session. Idempotent.
+  // session, counts the disconnect and logs its line. Idempotent.
   void OnClosed();
+  // The network layer is closing the connection for `reason` (write timeout, a reader too slow): recorded
+  // for the disconnect metric and log line, unless an earlier cause was (the first one wins).
+  void NoteCloseReason(DisconnectCause reason, const char* detail = nullptr) { NoteClose(reason, -1, detail); }
 
   // True when the last Pump() stopped because the output buffer was full; the transport calls Pump()
   // again once it drains.
@@ -52,6 +55,12 @@ class Client {
   // Our own copy until the session is attached, then the session's (one copy per client: idle memory counts).
   const std::string& client_id() const { return session_ ? session_->client_id() : client_id_; }
   mqtt::Version version() const { return version_; }
+  // What the admin API shows of a connected client (docs/admin-api.md, "Clients").
+  uint16_t keep_alive() const { return keep_alive_; }         // as enforced (after Server Keep Alive)
+  bool clean_start() const { return clean_start_; }           // as the CONNECT asked
+  uint32_t session_expiry() const { return session_expiry_; }  // as requested (after the cap)
+  const std::optional<std::string>& username() const { return username_; }
+  SteadyTime accepted_at() const { return accepted_at_; }     // when the connection was accepted
 
  private:
   // kAuthenticating: a CONNECT named an enhanced authentication method; AUTH packets go back and forth
@@ -72,9 +81,29 @@ class Client {
   // One step of an enhanced authentication exchange with the client's Authentication Data.
   void StepAuth(std::string_view client_data);
 
-  void RejectConnect(uint8_t v5_reason, uint8_t v311_code, const char* why);
-  // Fatal protocol violation: DISCONNECT(reason) on v5, then close.
-  void Fail(uint8_t reason, const char* why);
+  // `server_reference`: a Server Reference for v5 clients (0x9C Use another server while draining).
+  // Counted and logged as a refusal: `refusal` when given, else the reason `v5_reason` stands for
+  // (RefusalFromCode); the log line says `log_detail` when given, else `why`.
+  void RejectConnect(uint8_t v5_reason, uint8_t v311_code, const char* why,
+                     const std::string* server_reference = nullptr, std::optional<RefusalCause> refusal = std::nullopt,
+                     std::string_view log_detail = {});
+  // A connection that ends before CONNACK: counts parley_connect_refusals_total{reason} and logs the
+  // connect_refused line (rate-limited per thread). `code`: the CONNACK code sent, -1 for none.
+  void Refuse(RefusalCause reason, int code, std::string_view detail);
+  // Fatal protocol violation: DISCONNECT(reason) on v5, then close. Counted as `cause` when given, else as
+  // the disconnect reason `reason` stands for (DisconnectFromCode).
+  void Fail(uint8_t reason, const char* why, std::optional<DisconnectCause> cause = std::nullopt);
+  // Records why the connection ends, for the metric and the disconnect line; the first cause wins.
+  // `code`: the MQTT reason code of that cause (-1: none); `detail`: a static text, or null.
+  void NoteClose(DisconnectCause reason, int code, const char* detail) {
+    if (close_noted_) return;
+    close_noted_ = true;
+    close_reason_ = reason;
+    close_code_ = static_cast<int16_t>(code);
+    close_detail_ = detail;
+  }
+  // " client_id=... user=... address=... listener=... protocol=... version=..." (docs/metrics.md).
+  std::string LogIdentity(bool connect_known) const;
   void Send(const mqtt::Packet& p);
   void SendAck(mqtt::PacketType type, uint16_t packet_id, uint8_t reason);
   // Sends a reply that acknowledges state changes (PUBACK, PUBREC, PUBREL, PUBCOMP, SUBACK, UNSUBACK).
@@ -112,6 +141,11 @@ class Client {
   uint32_t client_max_packet_ = 0;       // client's Maximum Packet Size; 0 = none
   uint16_t client_alias_max_ = 0;        // aliases we may use towards the client
   bool graceful_disconnect_ = false;     // the client ended with DISCONNECT 0x00 (hooks' OnDisconnected)
+  bool clean_start_ = false;             // the CONNECT's Clean Start / Clean Session (in the padding above)
+  bool connect_seen_ = false;            // a CONNECT was decoded: its client id and user name are known
+  bool close_noted_ = false;             // close_reason_ is set (NoteClose)
+  DisconnectCause close_reason_ = DisconnectCause::kNetwork;
+  int16_t close_code_ = -1;              // the MQTT reason code of close_reason_, -1 = none
   uint32_t session_expiry_ = 0;          // as requested on CONNECT (after the cap)
   SteadyTime last_rx_;
   const SteadyTime accepted_at_;
@@ -120,6 +154,7 @@ class Client {
   std::optional<std::string> username_;
   SessionPtr session_;
   uint64_t generation_ = 0;
+  const char* close_detail_ = nullptr;   // static text saying more about close_reason_ (NoteClose), or null
   std::unique_ptr<mqtt::Will> will_;     // published when the connection ends without a normal DISCONNECT
 
   // What some connections need and most do not (idle memory counts): an enhanced authentication exchange,

@@ -38,7 +38,7 @@ class Client::HookCompletion final : public PublishCompletion {
 void Client::HandlePublish(mqtt::Publish& p) {
   const BrokerOptions& o = broker_.options();
   Counters& counters = broker_.counters(worker_);
-  Counters::Add(counters.messages_received);
+  Counters::Add(counters.messages_received[p.qos < 3 ? p.qos : 0]);
   const bool v5 = version_ == Version::kV5;
 
   if (p.qos > o.max_qos) return Fail(rc::kQoSNotSupported, "QoS not supported");
@@ -272,7 +272,7 @@ bool Client::WritePublish(const Delivery& d, uint16_t packet_id, bool dup) {
   }
   const size_t n = mqtt::EncodePublish(out, version_, &transport_.OutBuffer());
   Counters& c = broker_.counters(worker_);
-  Counters::Add(c.messages_sent);
+  Counters::Add(c.messages_sent[d.qos < 3 ? d.qos : 0]);
   Counters::Add(c.bytes_sent, n);
   return true;
 }

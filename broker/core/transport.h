@@ -10,6 +10,13 @@
 
 namespace parley::broker {
 
+// The listener a connection came in on, for the connection log lines and the per-listener metrics.
+struct ListenerInfo {
+  uint32_t index = 0;                  // position in Broker::SetListeners' list (0 without one)
+  std::string_view name = "default";   // the config's listener name
+  std::string_view protocol = "mqtt";  // mqtt | mqtts | ws | wss
+};
+
 // One network connection as the protocol handler (Client) sees it. Implemented by broker/net.
 // Loop thread only: every method is called on the thread that owns the connection.
 class Transport {
@@ -26,6 +33,8 @@ class Transport {
   // The user name a verified TLS client certificate proves, when the listener takes user names from
   // certificates (listener.tls.username_from_cert); empty otherwise. Such a client needs no password.
   virtual std::string_view CertificateIdentity() const { return {}; }
+  // The listener this connection came in on. The views stay valid for the connection's life.
+  virtual ListenerInfo Listener() const { return {}; }
   // Stop reading from the peer until `until` (rate limits). Bytes already read and not yet consumed are
   // offered again to Client::OnData when reading resumes.
   virtual void PauseReading(SteadyTime until) = 0;

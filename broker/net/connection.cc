@@ -54,6 +54,11 @@ std::string_view Connection::CertificateIdentity() const {
   return filters_ ? filters_->peer_identity() : std::string_view();
 }
 
+broker::ListenerInfo Connection::Listener() const {
+  if (!origin_) return {};
+  return broker::ListenerInfo{origin_->index, origin_->name, ListenerProtocolName(origin_->protocol)};
+}
+
 bool Connection::Admit() {
   sockaddr_storage ss{};
   int len = sizeof(ss);
@@ -80,6 +85,7 @@ bool Connection::Admit() {
   if (!address) return true;
   if (guards.bans && guards.bans->size()) {
     if (auto ban = guards.bans->CheckAddress(*address, worker().broker().clock().UnixMillis())) {
+      worker().broker().counters(worker().index()).Refused(broker::RefusalCause::kBanned);
       worker().WarnRefused(peer_, std::string("banned address ") + ban->value +
                                       (ban->reason.empty() ? "" : " (" + ban->reason + ")"));
       return false;
@@ -88,6 +94,7 @@ bool Connection::Admit() {
   if (guards.addresses) {
     const auto a = guards.addresses->Admit(*address, std::chrono::steady_clock::now());
     if (!broker::guard::Admitted(a)) {
+      worker().broker().counters(worker().index()).Refused(broker::RefusalCause::kAddressLimit);
       worker().WarnRefused(peer_, broker::guard::AdmissionName(a));
       return false;
     }
@@ -230,7 +237,9 @@ void Connection::Flush() {
 
 bool Connection::CutIfOverLimit() {
   if (PendingOutBytes() <= worker().broker().options().max_outbound_buffer) return false;
-  spdlog::info("closing {} ({}): not reading, {} bytes pending", client_.client_id(), peer_, PendingOutBytes());
+  // The client's disconnect line says why (reason=outbound_buffer); the figure is for debugging.
+  spdlog::debug("closing {} ({}): not reading, {} bytes pending", client_.client_id(), peer_, PendingOutBytes());
+  client_.NoteCloseReason(broker::DisconnectCause::kOutboundBuffer, "not reading: over limits.max_outbound_buffer");
   CloseNow();
   return true;
 }
@@ -299,8 +308,9 @@ void Connection::OnTick() {
   }
   if (write_timeout.count() > 0 && spill_ && !spill_->writing.empty() &&
       std::chrono::steady_clock::now() - spill_->write_since > write_timeout) {
-    spdlog::info("closing {} ({}): not reading, a write pending for more than {} ms", client_.client_id(), peer_,
-                 write_timeout.count());
+    spdlog::debug("closing {} ({}): not reading, a write pending for more than {} ms", client_.client_id(), peer_,
+                  write_timeout.count());
+    client_.NoteCloseReason(broker::DisconnectCause::kWriteTimeout, "not reading: a write pending past limits.write_timeout");
     CloseNow();
     return;
   }

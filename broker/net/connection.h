@@ -56,6 +56,7 @@ class Connection final : public broker::Transport {
   std::string_view PeerAddress() const override { return peer_; }
   const std::string& PeerAddressString() const { return peer_; }
   std::string_view CertificateIdentity() const override;
+  broker::ListenerInfo Listener() const override;
   void PauseReading(SteadyTime until) override;
   // Loop thread: the worker's resume timer found `until` passed: read again, and first hand the client the
   // bytes it left unread.
@@ -65,6 +66,8 @@ class Connection final : public broker::Transport {
   broker::Client& client() { return client_; }
   // The listener whose connection count this connection holds (released on close); null if uncounted.
   void set_listener(ListenerShared* l) { listener_ = l; }
+  // The listener it came in on (Listener()). Before Start(); owned by the Server, which outlives it.
+  void set_origin(const ListenerShared* l) { origin_ = l; }
   // Loop thread, about once a second: keep alive, CONNECT timeout, end of the close linger; returns idle
   // buffers to the allocator.
   void OnTick();
@@ -128,6 +131,7 @@ class Connection final : public broker::Transport {
   std::unique_ptr<Spill> spill_;
   std::unique_ptr<FilterStack> filters_;  // TLS / WebSocket listeners only; out_ passes through it to its wire()
   ListenerShared* listener_ = nullptr;
+  const ListenerShared* origin_ = nullptr;  // always set by the worker (listener_ only under a limit)
   SteadyTime linger_until_{};
 };
 

@@ -1,9 +1,8 @@
 #include "broker/net/overload.h"
 
 #include <spdlog/spdlog.h>
-#include <unistd.h>
 
-#include <cstdio>
+#include "base/process_metrics.h"
 
 namespace parley::net {
 
@@ -22,15 +21,7 @@ std::chrono::milliseconds OverloadWatch::max_lag() const {
   return std::chrono::milliseconds(worst);
 }
 
-uint64_t OverloadWatch::ResidentBytes() {
-  FILE* f = std::fopen("/proc/self/statm", "r");
-  if (!f) return 0;
-  unsigned long size = 0, resident = 0;
-  const int n = std::fscanf(f, "%lu %lu", &size, &resident);
-  std::fclose(f);
-  if (n != 2) return 0;
-  return static_cast<uint64_t>(resident) * static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
-}
+uint64_t OverloadWatch::ResidentBytes() { return metrics::ResidentBytes(); }
 
 void OverloadWatch::Evaluate() {
   const bool watch_memory = options_.memory_high > 0;

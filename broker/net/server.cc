@@ -1,6 +1,8 @@
 #include "broker/net/server.h"
 
 #include <arpa/inet.h>
+
+#include <algorithm>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -129,6 +131,7 @@ Status Server::Listen(const std::vector<ListenSpec>& specs) {
     listeners_.push_back(std::make_unique<ListenerShared>());
     ListenerShared* shared = listeners_.back().get();
     shared->name = spec.name;
+    shared->index = static_cast<uint32_t>(listeners_.size() - 1);
     shared->max_connections = spec.max_connections;
     shared->total = &total_;
     shared->protocol = spec.protocol;
@@ -151,7 +154,21 @@ Status Server::Listen(const std::vector<ListenSpec>& specs) {
     }
     bound_ports_.push_back(port);
   }
+  // The labels of the per-listener metrics, in index order.
+  std::vector<broker::Broker::ListenerLabel> labels;
+  for (const auto& l : listeners_) labels.push_back({l->name, std::string(ListenerProtocolName(l->protocol))});
+  broker_.SetListeners(std::move(labels));
   return Status::Ok();
+}
+
+void Server::CollectMetrics(std::vector<metrics::Family>& out) const {
+  metrics::Family f;
+  f.name = "parley_event_loop_lag_seconds";
+  f.help = "How late each worker loop's one-second timer last fired: the time the loop was busy beyond it.";
+  f.type = metrics::Type::kGauge;
+  for (const auto& w : workers_)
+    f.samples.push_back(metrics::Sample{{{"worker", std::to_string(w->index())}}, w->last_lag().count() / 1000.0});
+  out.push_back(std::move(f));
 }
 
 void Server::WatchOverload(const OverloadOptions& options) {
@@ -161,7 +178,18 @@ void Server::WatchOverload(const OverloadOptions& options) {
 
 void Server::Start() {
   started_ = true;
+  started_at_ = std::chrono::steady_clock::now();
   for (auto& w : workers_) w->Start();
+}
+
+std::vector<int> Server::StalledWorkers(std::chrono::milliseconds stall) const {
+  std::vector<int> stalled;
+  const auto now = std::chrono::steady_clock::now();
+  for (const auto& w : workers_) {
+    const auto last = std::max(w->last_tick(), started_at_);
+    if (now - last > stall) stalled.push_back(w->index());
+  }
+  return stalled;
 }
 
 void Server::Stop() {

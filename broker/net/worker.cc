@@ -240,8 +240,10 @@ void Worker::OnTick(uv_timer_t* h) {
   // Event-loop lag: how much later than its period this timer fired (the loop was busy that long).
   uv_update_time(&w->loop_);
   const uint64_t now_ms = uv_now(&w->loop_);
+  const uint64_t late = w->last_tick_ms_ && now_ms > w->last_tick_ms_ + kTickMs ? now_ms - w->last_tick_ms_ - kTickMs : 0;
+  w->last_lag_ms_.store(static_cast<int64_t>(late), std::memory_order_relaxed);
+  w->last_tick_at_.store(std::chrono::steady_clock::now().time_since_epoch().count(), std::memory_order_relaxed);
   if (w->overload_) {
-    const uint64_t late = w->last_tick_ms_ && now_ms > w->last_tick_ms_ + kTickMs ? now_ms - w->last_tick_ms_ - kTickMs : 0;
     w->overload_->ReportLag(w->index_, std::chrono::milliseconds(late));
     if (w->index_ == 0) w->overload_->Evaluate();
   }
@@ -307,18 +309,21 @@ void Worker::OnConnection(uv_stream_t* server, int status) {
     const uint32_t all = total ? total->active.fetch_add(1, std::memory_order_relaxed) : 0;
     c->set_listener(shared);
     if (shared->max_connections && here >= shared->max_connections) {
+      w->broker_.counters(w->index_).Refused(broker::RefusalCause::kConnectionLimit);
       w->WarnRefused(c->PeerAddressString(), "listener " + shared->name + " holds its limit of " +
                                                  std::to_string(shared->max_connections) + " connections");
       c->CloseNow();
       return;
     }
     if (total && total->max && all >= total->max) {
+      w->broker_.counters(w->index_).Refused(broker::RefusalCause::kConnectionLimit);
       w->WarnRefused(c->PeerAddressString(), "the broker holds its limit of " + std::to_string(total->max) +
                                                  " connections (limits.max_connections)");
       c->CloseNow();
       return;
     }
   }
+  c->set_origin(shared);
   if (shared->protocol != ListenerProtocol::kMqtt) c->SetFilters(shared->MakeFilters());
   c->Start();
 }

@@ -57,6 +57,19 @@ class Worker {
   char* read_buffer() { return read_buffer_.get(); }
   static constexpr size_t kReadBufferSize = 64 * 1024;
   size_t connection_count() const { return connection_count_; }
+  // Any thread: how late the loop's one-second tick fired last time (the event-loop lag; metrics).
+  std::chrono::milliseconds last_lag() const {
+    return std::chrono::milliseconds(last_lag_ms_.load(std::memory_order_relaxed));
+  }
+  // Any thread: when the loop last ran its tick (steady clock; zero before the first). A loop that stops
+  // ticking is stuck in some callback (/healthz).
+  std::chrono::steady_clock::time_point last_tick() const {
+    return std::chrono::steady_clock::time_point(
+        std::chrono::steady_clock::duration(last_tick_at_.load(std::memory_order_relaxed)));
+  }
+  // The live connections, linked through Connection::next_ (the admin API's listings and the drain walk it).
+  // Connections are freed only from their close callbacks, so the list stays valid for one callback's length.
+  Connection* connections() const { return head_; }
   // A connection refused at accept (a ban, a per-address limit): logged once a second at most, with a count.
   void WarnRefused(const std::string& peer, const std::string& why);
 
@@ -132,6 +145,8 @@ class Worker {
   bool shutting_down_ = false;
   OverloadWatch* overload_ = nullptr;
   uint64_t last_tick_ms_ = 0;  // uv_now at the previous tick, for the loop lag
+  std::atomic<int64_t> last_lag_ms_{0};  // the lag the last tick measured (last_lag())
+  std::atomic<std::chrono::steady_clock::rep> last_tick_at_{0};  // last_tick()
   uint64_t ticks_ = 0;
 };
 

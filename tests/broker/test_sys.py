@@ -148,3 +148,22 @@ def test_sys_disabled(make_broker, clients):
     c = clients(b.port)
     assert c.subscribe("$SYS/#", qos=0) == [0]
     c.expect_none(1.5)
+
+
+def test_mosquitto_load_averages_and_totals(make_broker, clients):
+    """Mosquitto's $SYS names beyond the basics: clients/maximum and /disconnected, publish/messages/*, and
+    the 1/5/15-minute load averages (messages per minute)."""
+    b = make_broker(extra=SYS_1S)
+    received = SysTopic(clients, b.port, "$SYS/broker/load/messages/received/1min")
+    received.wait_value(lambda v: re.fullmatch(r"\d+\.\d\d", v) is not None, timeout=5)  # the baseline is set
+    pub = clients(b.port, client_id=unique_id("loadpub"))
+    for i in range(30):
+        pub.publish("load/x", b"x", qos=1)
+    value = received.wait_value(lambda v: float(v) > 0, timeout=5)
+    assert re.fullmatch(r"\d+\.\d\d", value), value
+    for topic in ("$SYS/broker/load/messages/sent/5min", "$SYS/broker/load/bytes/received/15min",
+                  "$SYS/broker/load/connections/1min", "$SYS/broker/clients/maximum",
+                  "$SYS/broker/clients/disconnected", "$SYS/broker/publish/messages/received"):
+        SysTopic(clients, b.port, topic).wait_value(lambda v: re.fullmatch(r"\d+(\.\d\d)?", v) is not None)
+    maximum = SysTopic(clients, b.port, "$SYS/broker/clients/maximum")
+    assert num(maximum.wait_value(lambda v: num(v) >= 2)) >= 2

@@ -27,6 +27,7 @@ class FakeTransport final : public Transport {
   size_t PendingOutBytes() const override { return out_.size() + extra_pending; }
   void CloseAfterFlush() override { ++close_calls; }
   std::string_view PeerAddress() const override { return "127.0.0.1:1883"; }
+  ListenerInfo Listener() const override { return listener; }
   void PauseReading(SteadyTime until) override {
     ++pauses;
     paused_until = until;
@@ -37,6 +38,7 @@ class FakeTransport final : public Transport {
   SteadyTime paused_until{};
   size_t extra_pending = 0;
   int close_calls = 0;
+  ListenerInfo listener;  // what Listener() says (the default listener unless a test sets it)
 };
 
 class FakeLink final : public SessionLink {
