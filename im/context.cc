@@ -23,6 +23,12 @@ void Context::PublishTo(std::string topic, std::string payload, Format f,
 }
 
 void Context::Respond(const Origin& to, v1::Response& response) const {
+  metrics.Response(to.op, to.received, response, clock.Now());
+  if (to.reply) {  // an in-process caller: no device, nothing to publish
+    to.reply(response);
+    if (to.done) to.done->Complete(0);
+    return;
+  }
   v1::ServerFrame frame;
   frame.mutable_response()->Swap(&response);
   // The answer speaks the request's format, on that format's device topic — unless the device is known to

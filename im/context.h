@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -16,20 +17,33 @@
 #include "im.pb.h"
 #include "im/format.h"
 #include "im/keys.h"
+#include "im/metrics.h"
 #include "im/options.h"
 #include "storage/executor.h"
 #include "storage/store.h"
 
 namespace parley::im {
 
-// Where a request came from and where its answer goes.
+// Where a request came from and where its answer goes. A device's request names its user and client id; an
+// in-process caller (the admin API, ImService::Admin) has no device and takes the answer through `reply`.
 struct Origin {
-  std::string user;
-  std::string device;  // client id
+  std::string user;    // acting user; "" = an operator (docs/protocol.md: empty sender / actor)
+  std::string device;  // client id; "" for an in-process caller
   Format format = Format::kProtobuf;
   std::string response_topic;              // MQTT 5 Response Topic (within the device's own topics), or empty
   std::optional<std::string> correlation;  // MQTT 5 Correlation Data, echoed
   broker::PublishCompletionPtr done;       // null for QoS 0 requests
+  // Set: the Response goes to this callback instead of being published. Called once per request, on the
+  // thread that answers (the writer strand, the reader, or the caller's if refused at once).
+  std::function<void(v1::Response&)> reply;
+  // Operator rights (never for a device): may read any conversation (get, members, history, range), add and
+  // remove members of any group without being a member or holding a role, and send MSG_SYSTEM messages.
+  // Everything else is checked as for `user`.
+  bool operator_rights = false;
+  // For the metrics (ImMetrics): when a device's request arrived and its v1::Request::OpCase. Unset for
+  // in-process callers.
+  SteadyTime received{};
+  int op = 0;
 };
 
 // A connected device and the formats it subscribed to (bit i = Format i).
@@ -54,8 +68,11 @@ class Context {
   // Every stamp up to this one is committed (written by the executor's callbacks, in order).
   std::atomic<uint64_t> committed_stamp{0};
 
-  // Answers a request: the Response goes to the origin's response topic or device topic in its format;
-  // then the request's PUBLISH is acknowledged. Any thread.
+  // Counted where requests enter (ImService::OnPublish) and where they are answered (Respond). Any thread.
+  mutable ImMetrics metrics;
+
+  // Answers a request: the Response goes to the origin's `reply` callback if set, else to its response topic
+  // or device topic in its format; then the request's PUBLISH is acknowledged. Any thread.
   void Respond(const Origin& to, v1::Response& response) const;
   void RespondError(const Origin& to, const std::string& req_id, v1::ErrorCode code, std::string message,
                     uint32_t retry_after_ms = 0) const;

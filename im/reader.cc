@@ -304,7 +304,7 @@ void Reader::Sync(const Origin& from, const std::string& req_id, const v1::SyncR
 }
 
 bool Reader::MemberView(const Origin& from, const std::string& req_id, const storage::Snapshot* snap,
-                        const std::string& conv_id, ConvRead* c, st::MemberRecord* me) {
+                        const std::string& conv_id, ConvRead* c, std::optional<st::MemberRecord>* me) {
   if (conv_id.empty()) {
     ctx_.RespondError(from, req_id, v1::ERR_BAD_REQUEST, "conv_id is required");
     return false;
@@ -324,20 +324,27 @@ bool Reader::MemberView(const Origin& from, const std::string& req_id, const sto
     AnswerStorageError(from, req_id, err);
     return false;
   }
-  if (!m) {
+  if (!m && !from.operator_rights) {
     ctx_.RespondError(from, req_id, v1::ERR_NOT_MEMBER, "not a member of " + conv_id);
     return false;
   }
-  *me = std::move(*m);
+  *me = std::move(m);
   return true;
 }
+
+namespace {
+// Where `me`'s view of the stream starts; a non-member operator's at the first entry retention kept.
+uint64_t ViewFrom(const st::ConvRecord& rec, const std::optional<st::MemberRecord>& me) {
+  return VisibleFrom(rec, me ? *me : st::MemberRecord());
+}
+}  // namespace
 
 void Reader::History(const Origin& from, const std::string& req_id, const v1::HistoryReq& req) {
   std::unique_ptr<storage::Snapshot> snap = ctx_.store->GetSnapshot();
   ConvRead c;
-  st::MemberRecord me;
+  std::optional<st::MemberRecord> me;
   if (!MemberView(from, req_id, snap.get(), req.conv_id(), &c, &me)) return;
-  const uint64_t lo = VisibleFrom(c.rec, me);
+  const uint64_t lo = ViewFrom(c.rec, me);
   const uint64_t hi = req.before_seq() == 0 ? c.max_seq : std::min(req.before_seq() - 1, c.max_seq);
   storage::Status err;
   const std::set<uint64_t> hidden = Hidden(snap.get(), from.user, req.conv_id(), lo, hi, 0, &err);
@@ -361,9 +368,9 @@ void Reader::Range(const Origin& from, const std::string& req_id, const v1::Rang
     return ctx_.RespondError(from, req_id, v1::ERR_BAD_REQUEST, "need 1 <= from_seq <= to_seq, at most 200 seqs");
   std::unique_ptr<storage::Snapshot> snap = ctx_.store->GetSnapshot();
   ConvRead c;
-  st::MemberRecord me;
+  std::optional<st::MemberRecord> me;
   if (!MemberView(from, req_id, snap.get(), req.conv_id(), &c, &me)) return;
-  const uint64_t lo = std::max(req.from_seq(), VisibleFrom(c.rec, me));
+  const uint64_t lo = std::max(req.from_seq(), ViewFrom(c.rec, me));
   const uint64_t hi = std::min(req.to_seq(), c.max_seq);
   storage::Status err;
   const std::set<uint64_t> hidden = Hidden(snap.get(), from.user, req.conv_id(), lo, hi, 0, &err);
@@ -371,7 +378,7 @@ void Reader::Range(const Origin& from, const std::string& req_id, const v1::Rang
   resp.set_req_id(req_id);
   v1::Messages* out = resp.mutable_messages();
   out->set_conv_id(req.conv_id());
-  out->set_min_seq(VisibleFrom(c.rec, me));
+  out->set_min_seq(ViewFrom(c.rec, me));
   out->set_max_seq(c.max_seq);
   bool more = false;
   if (err.ok())
@@ -385,12 +392,13 @@ void Reader::Range(const Origin& from, const std::string& req_id, const v1::Rang
 void Reader::GetConversation(const Origin& from, const std::string& req_id, const v1::GetConversationReq& req) {
   std::unique_ptr<storage::Snapshot> snap = ctx_.store->GetSnapshot();
   ConvRead c;
-  st::MemberRecord me;
+  std::optional<st::MemberRecord> me;
   if (!MemberView(from, req_id, snap.get(), req.conv_id(), &c, &me)) return;
   v1::Response resp;
   resp.set_req_id(req_id);
   storage::Status err;
-  Summary(snap.get(), from.user, req.conv_id(), c, &me, resp.mutable_conversation(), &err);
+  // A non-member operator gets the summary a non-member gets (member false, no per-user fields).
+  Summary(snap.get(), from.user, req.conv_id(), c, me ? &*me : nullptr, resp.mutable_conversation(), &err);
   if (!err.ok()) return AnswerStorageError(from, req_id, err);
   ctx_.Respond(from, resp);
 }
@@ -398,7 +406,7 @@ void Reader::GetConversation(const Origin& from, const std::string& req_id, cons
 void Reader::ListMembers(const Origin& from, const std::string& req_id, const v1::ListMembersReq& req) {
   std::unique_ptr<storage::Snapshot> snap = ctx_.store->GetSnapshot();
   ConvRead c;
-  st::MemberRecord me;
+  std::optional<st::MemberRecord> me;
   if (!MemberView(from, req_id, snap.get(), req.conv_id(), &c, &me)) return;
   const bool receipts =
       c.rec.type() == v1::CONV_DIRECT || c.rec.member_count() <= ctx_.options.receipts_max_members;

@@ -55,9 +55,11 @@ class Reader {
   void GetConversation(const Origin& from, const std::string& req_id, const v1::GetConversationReq& req);
   void ListMembers(const Origin& from, const std::string& req_id, const v1::ListMembersReq& req);
   void GetPresence(const Origin& from, const std::string& req_id, const v1::PresenceReq& req);
-  // Conversation + membership checks shared by the per-conversation queries; answers errors itself.
+  // Conversation + membership checks shared by the per-conversation queries; answers errors itself. An
+  // origin with operator rights may read any conversation: `me` is then nullopt when it is not a member (it
+  // sees the whole stream, as nobody's in particular).
   bool MemberView(const Origin& from, const std::string& req_id, const storage::Snapshot* snap,
-                  const std::string& conv_id, ConvRead* c, st::MemberRecord* me);
+                  const std::string& conv_id, ConvRead* c, std::optional<st::MemberRecord>* me);
   void AnswerStorageError(const Origin& from, const std::string& req_id, const storage::Status& s);
 
   Context& ctx_;

@@ -26,6 +26,23 @@ bool IsQuery(v1::Request::OpCase op) {
   }
 }
 
+// What an operator may do without acting as a user (Origin::operator_rights).
+bool OperatorOp(const v1::Request& req) {
+  switch (req.op_case()) {
+    case v1::Request::kGetConversation:
+    case v1::Request::kListMembers:
+    case v1::Request::kHistory:
+    case v1::Request::kRange:
+    case v1::Request::kAddMembers:
+    case v1::Request::kRemoveMembers:
+      return true;
+    case v1::Request::kSend:  // any other type needs a member as the sender
+      return req.send().type() == v1::MSG_SYSTEM;
+    default:
+      return false;
+  }
+}
+
 }  // namespace
 
 ImService::ImService(Options options, storage::Store* store, storage::WriteExecutor* executor, uint32_t family_base,
@@ -109,14 +126,38 @@ broker::HookResult ImService::OnPublish(const broker::ClientIdentity& who, const
   from.format = *format;
 
   auto req = std::make_shared<v1::Request>();
+  from.received = ctx_.clock.Now();
   if (Status st = Decode(msg->payload, from.format, req.get()); !st.ok()) {
+    ctx_.metrics.Request(v1::Request::OP_NOT_SET);
     ctx_.RespondError(from, "", v1::ERR_BAD_REQUEST, st.message());
     return broker::HookResult::kHandled;
   }
+  from.op = req->op_case();
+  ctx_.metrics.Request(from.op);
   if (req->op_case() == v1::Request::OP_NOT_SET) {
     ctx_.RespondError(from, req->req_id(), v1::ERR_BAD_REQUEST, "the request names no operation");
     return broker::HookResult::kHandled;
   }
+  Route(std::move(from), std::move(req));
+  return broker::HookResult::kHandled;
+}
+
+void ImService::Admin(v1::Request req, std::string acting_user, bool operator_rights,
+                      std::function<void(v1::Response&)> done) {
+  Origin from;
+  from.user = std::move(acting_user);
+  from.operator_rights = operator_rights;
+  from.reply = std::move(done);
+  if (stopped_) return ctx_.RespondError(from, req.req_id(), v1::ERR_UNAVAILABLE, "the IM layer is stopping", 1000);
+  if (req.op_case() == v1::Request::OP_NOT_SET || req.op_case() == v1::Request::kTyping)  // typing: no answer
+    return ctx_.RespondError(from, req.req_id(), v1::ERR_BAD_REQUEST, "not an operation the admin API makes");
+  // Acting as nobody (""), only what operator rights cover (Origin): the rest would make "" a member.
+  if (from.user.empty() && !(operator_rights && OperatorOp(req)))
+    return ctx_.RespondError(from, req.req_id(), v1::ERR_BAD_REQUEST, "this operation needs an acting user");
+  Route(std::move(from), std::make_shared<v1::Request>(std::move(req)));
+}
+
+void ImService::Route(Origin from, std::shared_ptr<v1::Request> req) {
   const bool query = IsQuery(req->op_case());
   TaskQueue& q = query ? reader_queue_ : strand_;
   if (q.pending() > kMaxQueued) {
@@ -125,18 +166,20 @@ broker::HookResult ImService::OnPublish(const broker::ClientIdentity& who, const
     } else {
       ctx_.RespondError(from, req->req_id(), v1::ERR_UNAVAILABLE, "server busy", 500);
     }
-    return broker::HookResult::kHandled;
+    return;
   }
   if (query) {
     q.Post([this, from = std::move(from), req] {
       const uint64_t cursor = reader_.Handle(from, *req);
-      if (cursor) strand_.Post([this, cid = from.device, cursor] { writer_.SetDeviceCursor(cid, cursor); });
+      if (cursor && !from.device.empty())
+        strand_.Post([this, cid = from.device, cursor] { writer_.SetDeviceCursor(cid, cursor); });
     });
   } else {
     q.Post([this, from = std::move(from), req] { writer_.Handle(from, *req); });
   }
-  return broker::HookResult::kHandled;
 }
+
+void ImService::CollectMetrics(std::vector<metrics::Family>& out) const { ctx_.metrics.Collect(out); }
 
 void ImService::OnTick() {
   if (stopped_ || tick_queued_.exchange(true)) return;  // one tick in the queue at a time

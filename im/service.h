@@ -7,7 +7,9 @@
 #pragma once
 
 #include <atomic>
+#include <functional>
 #include <memory>
+#include <string>
 
 #include "broker/api/hooks.h"
 #include "im/context.h"
@@ -34,6 +36,18 @@ class ImService final : public broker::Hooks {
   void Stop();
 
   Writer::Stats writer_stats() const { return writer_.stats(); }
+  // parley_im_requests_total{op}, parley_im_errors_total{code}, parley_im_acks_total, parley_im_duplicates_total,
+  // parley_im_send_seconds, parley_im_sync_seconds (im/metrics.h). Any thread; a metrics::Registry collector.
+  void CollectMetrics(std::vector<metrics::Family>& out) const;
+
+  // The admin API's way in (im/admin.h): handles `req` exactly as if `acting_user` had sent it from a device
+  // (same routing to the writer strand or the reader, same checks, durability and live delivery), plus the
+  // operator rights of Origin if `operator_rights` (then `acting_user` is normally "": docs/protocol.md). The
+  // Response goes to `done`, once: on the strand or the reader, or on the calling thread if refused at once
+  // (stopped, busy, no operation, typing). If the service stops before answering, `done` is destroyed uncalled.
+  // Any thread.
+  void Admin(v1::Request req, std::string acting_user, bool operator_rights,
+             std::function<void(v1::Response&)> done);
 
   // broker::Hooks
   void OnStart(broker::BrokerServices& broker) override;
@@ -47,6 +61,9 @@ class ImService final : public broker::Hooks {
   void OnTick() override;
 
  private:
+  // Posts a decoded request to the reader (queries) or the writer strand (everything else).
+  void Route(Origin from, std::shared_ptr<v1::Request> req);
+
   Context ctx_;
   TaskQueue strand_;
   TaskQueue reader_queue_;

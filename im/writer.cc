@@ -93,7 +93,8 @@ Writer::ConvState* Writer::Conv(const std::string& id, storage::Status* err) {
   return raw;
 }
 
-Writer::ConvState* Writer::WritableConv(const Reply& r, const std::string& conv_id, bool allow_dissolved) {
+Writer::ConvState* Writer::WritableConv(const Reply& r, const std::string& conv_id, bool allow_dissolved,
+                                        bool operator_may) {
   if (conv_id.empty()) {
     ctx_.RespondError(r.origin, r.req_id, v1::ERR_BAD_REQUEST, "conv_id is required");
     return nullptr;
@@ -118,7 +119,7 @@ Writer::ConvState* Writer::WritableConv(const Reply& r, const std::string& conv_
     ctx_.RespondError(r.origin, r.req_id, v1::ERR_UNAVAILABLE, "conversation being created", 50);
     return nullptr;
   }
-  if (!c->members.count(r.origin.user)) {
+  if (!(operator_may && r.origin.operator_rights) && !c->members.count(r.origin.user)) {
     ctx_.RespondError(r.origin, r.req_id, v1::ERR_NOT_MEMBER, "not a member of " + conv_id);
     return nullptr;
   }
@@ -333,14 +334,14 @@ Writer::Then Writer::AckThenDeliver(const Reply& r, const v1::Ack& ack, const st
 
 // ---- dedup ----------------------------------------------------------------------------------------------
 
-bool Writer::Deduplicated(const Reply& r, const std::string& cmid) {
-  const std::string key = r.origin.user + '\0' + cmid;
+bool Writer::Deduplicated(const Reply& r, const std::string& user, const std::string& cmid) {
+  const std::string key = user + '\0' + cmid;
   if (auto it = pending_dedup_.find(key); it != pending_dedup_.end()) {
     it->second.push_back(r);  // the same send is in flight: answer both when it lands
     ++stats_.duplicates;
     return true;
   }
-  auto v = ctx_.store->Get(ctx_.fam(Fam::kDedup), DedupKey(r.origin.user, cmid));
+  auto v = ctx_.store->Get(ctx_.fam(Fam::kDedup), DedupKey(user, cmid));
   if (!v.ok()) {
     AnswerStorageError(r, v.status());
     return true;
@@ -446,8 +447,14 @@ void Writer::Send(const Reply& r, v1::SendReq& req) {
   if (req.client_msg_id().empty() || req.client_msg_id().size() > kMaxClientMsgId)
     return ctx_.RespondError(r.origin, r.req_id, v1::ERR_BAD_REQUEST, "client_msg_id must be 1..64 bytes");
   if (req.type() == v1::MSG_TYPE_UNSPECIFIED) req.set_type(v1::MSG_TEXT);
-  if (!IsCountable(req.type()))
+  // A system message (docs/protocol.md): an operator's only; text only, sender "", into any conversation,
+  // never unread, idempotent per conversation.
+  const bool system = req.type() == v1::MSG_SYSTEM && r.origin.operator_rights;
+  if (!IsCountable(req.type()) && !system)
     return ctx_.RespondError(r.origin, r.req_id, v1::ERR_BAD_REQUEST, "type must be MSG_TEXT, MSG_FILE or MSG_CUSTOM");
+  if (system && (!req.body().empty() || !req.content_type().empty() || req.attachments_size() > 0 ||
+                 req.mentions_size() > 0))
+    return ctx_.RespondError(r.origin, r.req_id, v1::ERR_BAD_REQUEST, "a system message carries text only");
   size_t bytes = req.text().size() + req.body().size() + req.content_type().size();
   for (const v1::Attachment& a : req.attachments()) bytes += a.ByteSizeLong();
   if (bytes > o.max_message_bytes)
@@ -456,20 +463,22 @@ void Writer::Send(const Reply& r, v1::SendReq& req) {
                                  std::to_string(o.max_message_bytes));
   if (static_cast<uint32_t>(req.mentions_size()) > o.max_mentions)
     return ctx_.RespondError(r.origin, r.req_id, v1::ERR_TOO_LARGE, "too many mentions");
-  if (req.type() == v1::MSG_TEXT && req.text().empty())
+  if ((req.type() == v1::MSG_TEXT || system) && req.text().empty())
     return ctx_.RespondError(r.origin, r.req_id, v1::ERR_BAD_REQUEST, "a text message needs text");
+  const std::string dedup_user = system ? std::string() : r.origin.user;
+  const std::string dedup_id = system ? SystemDedupId(req.conv_id(), req.client_msg_id()) : req.client_msg_id();
   // A resend gets its first ack even if the sender was removed in between: dedup comes first.
-  if (Deduplicated(r, req.client_msg_id())) return;
+  if (Deduplicated(r, dedup_user, dedup_id)) return;
   if (RateLimited(r) || Overloaded(r)) return;
-  ConvState* c = WritableConv(r, req.conv_id());
+  ConvState* c = WritableConv(r, req.conv_id(), /*allow_dissolved=*/false, /*operator_may=*/system);
   if (!c) return;
   if (req.reply_to() > c->max_seq)
     return ctx_.RespondError(r.origin, r.req_id, v1::ERR_BAD_REQUEST, "reply_to is past the newest seq");
 
   const uint64_t stamp = NextStamp();
   v1::Message m;
-  m.set_sender(r.origin.user);
-  m.set_sender_device(r.origin.device);
+  m.set_sender(system ? std::string() : r.origin.user);
+  m.set_sender_device(system ? std::string() : r.origin.device);
   m.set_client_msg_id(req.client_msg_id());
   m.set_type(req.type());
   m.set_text(std::move(*req.mutable_text()));
@@ -483,13 +492,16 @@ void Writer::Send(const Reply& r, v1::SendReq& req) {
   WriteBatch b;
   st::StoredMessage stored = AppendEntry(*c, std::move(m), stamp, b);
   const uint64_t seq = stored.msg().seq();
-  // Sending reads the conversation up to the new message: your own messages are never unread.
-  st::MemberRecord& me = c->members[r.origin.user];
-  me.set_read_seq(seq);
-  me.set_read_count(c->count);
-  me.clear_mentions();
-  me.clear_hidden_unread();
-  PutMember(*c, r.origin.user, b);
+  // Sending reads the conversation up to the new message: your own messages are never unread. (A system
+  // message has no sender among the members.)
+  if (!system) {
+    st::MemberRecord& me = c->members.at(r.origin.user);
+    me.set_read_seq(seq);
+    me.set_read_count(c->count);
+    me.clear_mentions();
+    me.clear_hidden_unread();
+    PutMember(*c, r.origin.user, b);
+  }
   for (const std::string& u : mentioned) {
     st::MemberRecord* mm = u == r.origin.user ? nullptr : MemberOf(*c, u);
     if (!mm) continue;
@@ -497,10 +509,10 @@ void Writer::Send(const Reply& r, v1::SendReq& req) {
     PutMember(*c, u, b);
   }
   const v1::Ack ack = AckFor(stored);
-  PutDedup(r.origin.user, stored.msg().client_msg_id(), ack, b);
+  PutDedup(dedup_user, dedup_id, ack, b);
   ++stats_.sends;
 
-  const std::string key = r.origin.user + '\0' + stored.msg().client_msg_id();
+  const std::string key = dedup_user + '\0' + dedup_id;
   v1::Message entry = stored.msg();
   Commit(c, std::move(b), {{seq, std::move(stored)}},
          AckThenDeliver(r, ack, key, std::move(entry)));
@@ -513,7 +525,7 @@ void Writer::Edit(const Reply& r, v1::EditReq& req) {
     return ctx_.RespondError(r.origin, r.req_id, v1::ERR_BAD_REQUEST, "client_msg_id must be at most 64 bytes");
   if (req.text().size() + req.body().size() + req.content_type().size() > o.max_message_bytes)
     return ctx_.RespondError(r.origin, r.req_id, v1::ERR_TOO_LARGE, "edit over max_message_bytes");
-  if (!req.client_msg_id().empty() && Deduplicated(r, req.client_msg_id())) return;
+  if (!req.client_msg_id().empty() && Deduplicated(r, r.origin.user, req.client_msg_id())) return;
   if (RateLimited(r) || Overloaded(r)) return;
   ConvState* c = WritableConv(r, req.conv_id());
   if (!c) return;
@@ -583,7 +595,7 @@ void Writer::Recall(const Reply& r, v1::RecallReq& req) {
   if (req.seq() == 0) return ctx_.RespondError(r.origin, r.req_id, v1::ERR_BAD_REQUEST, "seq is required");
   if (req.client_msg_id().size() > kMaxClientMsgId)
     return ctx_.RespondError(r.origin, r.req_id, v1::ERR_BAD_REQUEST, "client_msg_id must be at most 64 bytes");
-  if (!req.client_msg_id().empty() && Deduplicated(r, req.client_msg_id())) return;
+  if (!req.client_msg_id().empty() && Deduplicated(r, r.origin.user, req.client_msg_id())) return;
   if (RateLimited(r) || Overloaded(r)) return;
   ConvState* c = WritableConv(r, req.conv_id());
   if (!c) return;

@@ -75,7 +75,9 @@ class Writer {
   ConvState* Conv(const std::string& id, storage::Status* err);
   // Checks conversation / membership for a write by the requester; answers the error itself and returns null.
   // `allow_dissolved`: the operation still makes sense in a dissolved group (read state, leaving).
-  ConvState* WritableConv(const Reply& r, const std::string& conv_id, bool allow_dissolved = false);
+  // `operator_may`: an origin with operator rights need not be a member (the operations Origin lists).
+  ConvState* WritableConv(const Reply& r, const std::string& conv_id, bool allow_dissolved = false,
+                          bool operator_may = false);
   st::MemberRecord* MemberOf(ConvState& c, const std::string& user);
   // The newest version of a stored entry: one written by a batch in flight, else the disk's.
   std::optional<st::StoredMessage> Entry(const ConvState& c, uint64_t seq, storage::Status* err);
@@ -118,8 +120,9 @@ class Writer {
   void Typing(const Origin& from, const v1::TypingReq& req);
 
   // Dedup of sends / edits / recalls by (user, client_msg_id). True if answered (a duplicate, or attached to
-  // the same send in flight).
-  bool Deduplicated(const Reply& r, const std::string& cmid);
+  // the same send in flight). System messages use the user "" (no IM user has that name) and the id
+  // SystemDedupId(conv, client_msg_id): an operator's ids are scoped per conversation.
+  bool Deduplicated(const Reply& r, const std::string& user, const std::string& cmid);
   void FinishDedup(const std::string& key, const v1::Ack* ack, const storage::Status* err);
   void PutDedup(const std::string& user, const std::string& cmid, const v1::Ack& ack, storage::WriteBatch& b);
 

@@ -168,14 +168,21 @@ void Writer::CreateGroup(const Reply& r, v1::CreateGroupReq& req) {
 
 void Writer::ChangeGroup(const Reply& r, const std::string& conv_id, v1::MemberChange change) {
   const Options& o = ctx_.options;
-  ConvState* c = WritableConv(r, conv_id, /*allow_dissolved=*/change.kind() == v1::MemberChange::LEFT);
+  // An operator may add and remove members of any group without being a member or holding a role.
+  const bool op = r.origin.operator_rights &&
+                  (change.kind() == v1::MemberChange::ADDED || change.kind() == v1::MemberChange::REMOVED);
+  ConvState* c = WritableConv(r, conv_id, /*allow_dissolved=*/change.kind() == v1::MemberChange::LEFT, op);
   if (!c) return;
   if (c->rec.type() != v1::CONV_GROUP)
     return ctx_.RespondError(r.origin, r.req_id, v1::ERR_FORBIDDEN, "a direct conversation has no group settings");
   if (static_cast<size_t>(change.users_size()) > kMaxUsersPerRequest)
     return ctx_.RespondError(r.origin, r.req_id, v1::ERR_TOO_LARGE, "at most 1000 users per request");
-  const std::string& user = r.origin.user;
-  const st::MemberRecord me = c->members.at(user);
+  const std::string& user = r.origin.user;  // the actor: "" for an operator (docs/protocol.md)
+  st::MemberRecord me;
+  if (const st::MemberRecord* m = MemberOf(*c, user)) me = *m;
+  // The rules below then treat the operator as the owner: it may remove admins, but not the owner (a group
+  // keeps exactly one owner while it has members).
+  if (op) me.set_role(v1::ROLE_OWNER);
   const bool owner = me.role() == v1::ROLE_OWNER;
   auto deny = [&](const char* why) { ctx_.RespondError(r.origin, r.req_id, v1::ERR_FORBIDDEN, why); };
   change.set_actor(user);

@@ -29,6 +29,10 @@ void TrimUpTo(google::protobuf::RepeatedField<T>* f, uint64_t seq) {
   f->erase(std::remove_if(f->begin(), f->end(), [&](T s) { return s <= seq; }), f->end());
 }
 
+// The dedup id of an operator's system message (stored under the user ""): "{conv_id}:{client_msg_id}", so
+// the same client_msg_id sent to several conversations makes one message in each.
+inline std::string SystemDedupId(const std::string& conv_id, const std::string& cmid) { return conv_id + ":" + cmid; }
+
 inline bool IsAdmin(const st::MemberRecord& m) { return m.role() == v1::ROLE_ADMIN || m.role() == v1::ROLE_OWNER; }
 
 }  // namespace parley::im::internal
