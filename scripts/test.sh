@@ -12,7 +12,7 @@ run_suite() {
   echo "=== build $dir $*"
   "$root/scripts/build.sh" "$dir" "$@"
   echo "=== test $dir"
-  (cd "$dir" && ctest --output-on-failure --timeout 900)
+  (cd "$dir" && ctest --output-on-failure --timeout 1800)
 }
 
 run_suite "$root/build"

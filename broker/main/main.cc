@@ -6,25 +6,35 @@
 
 #include <CLI/CLI.hpp>
 #include <cstdio>
+#include <limits>
+#include <filesystem>
 #include <thread>
 
-#include "broker/auth/acl_file.h"
-#include "broker/auth/jwt_auth.h"
-#include "broker/auth/password_file.h"
-#include "broker/auth/scram.h"
+#include "base/log.h"
+#include "base/metrics.h"
+#include "base/process_metrics.h"
+#include "broker/admin/alerts.h"
+#include "broker/admin/clients.h"
+#include "broker/admin/jobs.h"
+#include "broker/admin/live_config.h"
+#include "broker/admin/ops.h"
+#include "broker/admin/token.h"
 #include "broker/config/config.h"
 #include "broker/core/broker.h"
 #include "broker/core/version.h"
+#include "broker/net/http_server.h"
 #include "broker/net/overload.h"
 #include "broker/net/server.h"
 #include "broker/net/tls.h"
 #include "broker/persist/durable_state.h"
 #include "broker/persist/layout.h"
+#include "im/admin.h"
 #include "im/keys.h"
 #include "im/service.h"
 #include "storage/executor.h"
 #include "storage/mem_store.h"
 #include "storage/rocks_store.h"
+#include "storage/store_metrics.h"
 
 namespace {
 
@@ -92,9 +102,9 @@ int Fail(const std::string& msg) {
   return 2;
 }
 
-// The TLS context of a listener's [listener.tls] options. Startup and reload.
-parley::Result<std::shared_ptr<const parley::net::TlsContext>> MakeTls(const parley::config::Listener& l) {
-  const parley::config::Tls& t = *l.tls;
+// The TLS context of a listener's [listener.tls] (or [admin.tls]) options. Startup and reload.
+parley::Result<std::shared_ptr<const parley::net::TlsContext>> MakeTls(const parley::config::Tls& t,
+                                                                       const std::string& name) {
   parley::net::TlsOptions o;
   o.cert_file = t.cert_file;
   o.key_file = t.key_file;
@@ -107,28 +117,76 @@ parley::Result<std::shared_ptr<const parley::net::TlsContext>> MakeTls(const par
   o.ciphers = t.ciphers;
   o.ciphersuites = t.ciphersuites;
   auto ctx = parley::net::TlsContext::Create(o);
-  if (!ctx.ok()) return parley::Status::Error("listener " + l.name + ": " + ctx.status().message());
+  if (!ctx.ok()) return parley::Status::Error("listener " + name + ": " + ctx.status().message());
   if (ctx.value()->ExpiresWithin(std::chrono::hours(24 * 30)))
-    spdlog::warn("listener {}: the certificate {} expires within 30 days (or has expired)", l.name,
+    spdlog::warn("listener {}: the certificate {} expires within 30 days (or has expired)", name,
                  ctx.value()->subject());
   return ctx;
 }
 
-// SIGHUP: re-reads the certificates and keys of every TLS listener from the files named at startup. New
-// connections use them; open ones keep theirs. A listener whose files fail to load keeps its old context.
-void ReloadCertificates(const parley::config::Config& cfg, parley::net::Server& server) {
-  for (size_t i = 0; i < cfg.listeners.size(); ++i) {
-    const auto& l = cfg.listeners[i];
-    if (!l.tls) continue;
-    auto ctx = MakeTls(l);
+// Reload step: rebuilds the TLS context of every TLS listener (and of the admin listener) from the new
+// configuration — certificates are re-read even when no setting changed, since a renewed certificate usually
+// keeps its file name. New connections use the new context; open ones keep theirs. A listener whose new
+// context fails keeps its old one, and the reload reports the error.
+void ReloadTls(const parley::config::Config& running, const parley::config::Config& next, parley::net::Server& server,
+               parley::net::HttpServer* admin, parley::admin::ReloadReport& report) {
+  for (size_t i = 0; i < running.listeners.size() && i < next.listeners.size(); ++i) {
+    const auto& l = next.listeners[i];
+    if (!l.tls || !running.listeners[i].tls || l.name != running.listeners[i].name) continue;
+    auto ctx = MakeTls(*l.tls, l.name);
     if (!ctx.ok()) {
-      spdlog::error("SIGHUP: {}; keeping the previous certificate", ctx.status().message());
+      report.ok = false;
+      report.errors.push_back(ctx.status().message() + " (keeping the previous certificate)");
       continue;
     }
     const std::string subject = ctx.value()->subject();
     server.SetTls(i, std::move(ctx.value()));
-    spdlog::info("SIGHUP: listener {}: certificate reloaded ({})", l.name, subject);
+    report.applied.push_back("listener[" + std::to_string(i) + "].tls");
+    spdlog::info("reload: listener {}: certificate reloaded ({})", l.name, subject);
   }
+  if (admin && running.admin.tls && next.admin.tls) {
+    auto ctx = MakeTls(*next.admin.tls, "admin");
+    if (!ctx.ok()) {
+      report.ok = false;
+      report.errors.push_back(ctx.status().message() + " (keeping the previous certificate)");
+    } else {
+      admin->SetTls(std::move(ctx.value()));
+      report.applied.push_back("admin.tls");
+    }
+  }
+}
+
+// A new ban also ends the connections it matches (DISCONNECT 0x98 Administrative action to MQTT 5 clients: 0x8A
+// Banned exists only in CONNACK); their sessions stay. Returns how many were disconnected. The admin thread.
+size_t KickAdministrativeAction(parley::net::Server& server, parley::broker::Broker& broker, const parley::broker::guard::BanRule& rule) {
+  using parley::broker::guard::BanKind;
+  constexpr uint8_t kAdministrativeAction = 0x98;
+  if (rule.kind == BanKind::kClientId) return broker.KickClient(rule.value, kAdministrativeAction) ? 1 : 0;
+  parley::net::Server::ConnectionQuery q;
+  q.limit = std::numeric_limits<size_t>::max();
+  if (rule.kind == BanKind::kUsername) q.username = rule.value;
+  bool more = false;
+  auto conns = server.ListConnections(q, &more);
+  if (!conns.ok()) {
+    spdlog::warn("ban {}: cannot list connections to disconnect the banned ones: {}", rule.value,
+                 conns.status().message());
+    return 0;
+  }
+  std::optional<parley::broker::guard::IpPrefix> prefix;
+  if (rule.kind == BanKind::kAddress) {
+    auto p = parley::broker::guard::IpPrefix::Parse(rule.value);
+    if (!p.ok()) return 0;
+    prefix = p.value();
+  }
+  size_t kicked = 0;
+  for (const auto& c : conns.value()) {
+    if (prefix) {
+      const auto peer = parley::broker::guard::IpAddress::ParsePeer(c.address);
+      if (!peer || !prefix->Contains(*peer)) continue;
+    }
+    if (broker.KickClient(c.client_id, kAdministrativeAction)) ++kicked;
+  }
+  return kicked;
 }
 
 }  // namespace
@@ -160,14 +218,17 @@ int main(int argc, char** argv) {
   std::string data_dir;
   std::string bind;
   int workers = -1;
+  int admin_port = -1;
   std::string log_level;
-  app.add_option("-c,--config", config_path, "Configuration file (TOML); without it the embedded default "
-                                              "is used: MQTT on 127.0.0.1:1883")
+  app.add_option("-c,--config", config_path, "Configuration file: TOML, or a Mosquitto mosquitto.conf "
+                                              "(docs/migrating-from-mosquitto.md); without it the embedded "
+                                              "default is used: MQTT on 127.0.0.1:1883")
       ->check(CLI::ExistingFile);
   app.add_option("-p,--port", port, "Port of the first plain-TCP MQTT listener (0 = any free port)")
       ->check(CLI::Range(0, 65535));
   app.add_option("--bind", bind, "Address of the first MQTT listener (0.0.0.0 or :: for all interfaces)");
   app.add_option("--data-dir", data_dir, "Storage directory");
+  app.add_option("--admin-port", admin_port, "Port of the admin API (0 = any free port)")->check(CLI::Range(0, 65535));
   app.add_option("--workers", workers, "Worker threads (0 = one per core)")->check(CLI::Range(0, 1024));
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error, critical or off");
   app.set_version_flag("--version", std::string("parleyd ") + parley::broker::kParleyVersion);
@@ -178,22 +239,25 @@ int main(int argc, char** argv) {
     auto loaded = parley::config::LoadConfigFile(config_path);
     if (!loaded.ok()) return Fail(loaded.status().message());
     cfg = std::move(loaded.value());
+    // Options of a mosquitto.conf that Parley does not support, each with what to do instead.
+    for (const std::string& w : cfg.warnings) spdlog::warn("config: {}", w);
   }
-  if (!data_dir.empty()) cfg.data_dir = data_dir;
-  if (workers >= 0) cfg.workers = workers;
-  if (!log_level.empty()) cfg.log.level = log_level;
-  for (auto& l : cfg.listeners) {
-    if (l.protocol != "mqtt") continue;
-    if (port >= 0) l.port = static_cast<uint16_t>(port);
-    if (!bind.empty()) l.bind = bind;
-    break;
-  }
+  // The command line's overrides; a reload applies them to the re-read file too.
+  auto overrides = [=](Config& c) {
+    if (!data_dir.empty()) c.data_dir = data_dir;
+    if (workers >= 0) c.workers = workers;
+    if (!log_level.empty()) c.log.level = log_level;
+    if (admin_port >= 0) c.admin.port = static_cast<uint16_t>(admin_port);
+    for (auto& l : c.listeners) {
+      if (l.protocol != "mqtt") continue;
+      if (port >= 0) l.port = static_cast<uint16_t>(port);
+      if (!bind.empty()) l.bind = bind;
+      break;
+    }
+  };
+  overrides(cfg);
 
-  auto level = spdlog::level::from_str(cfg.log.level);
-  if (level == spdlog::level::off && cfg.log.level != "off") return Fail("bad log level '" + cfg.log.level + "'");
-  spdlog::set_level(level);
-  if (cfg.log.format == "json")
-    spdlog::set_pattern(R"({"ts":"%Y-%m-%dT%H:%M:%S.%e%z","level":"%l","msg":"%v"})");
+  if (auto st = parley::log::Configure(cfg.log.level, cfg.log.format); !st.ok()) return Fail(st.message());
 
   RaiseOpenFileLimit();
 
@@ -209,61 +273,15 @@ int main(int argc, char** argv) {
   const int nworkers = cfg.workers > 0 ? cfg.workers : std::max(1u, std::thread::hardware_concurrency());
   parley::broker::Broker broker(ToOptions(cfg), parley::SystemClock::Instance(), nworkers);
 
-  // JWT first: it has no opinion on passwords that are not tokens, while the password file refuses users
-  // it does not know.
-  std::unique_ptr<parley::broker::auth::JwtAuthenticator> jwt;
-  if (cfg.auth.jwt) {
-    const auto& j = *cfg.auth.jwt;
-    parley::broker::auth::JwtOptions o;
-    o.algorithm = j.algorithm;
-    o.secret_file = j.secret_file;
-    o.public_key_file = j.public_key_file;
-    o.username_claim = j.username_claim;
-    o.acl_claim = j.acl_claim;
-    o.issuer = j.issuer;
-    o.audience = j.audience;
-    o.leeway_seconds = j.leeway.count();
-    o.require_exp = j.require_exp;
-    auto r = parley::broker::auth::JwtAuthenticator::Load(o, parley::SystemClock::Instance());
-    if (!r.ok()) return Fail("auth.jwt: " + r.status().message());
-    jwt = std::move(r.value());
-    broker.AddAuthenticator(jwt.get());
-    spdlog::info("auth: JWT passwords ({})", j.algorithm);
-  }
-  std::unique_ptr<parley::broker::auth::PasswordFile> passwords;
-  std::unique_ptr<parley::broker::auth::AclFile> acl;
-  if (!cfg.auth.password_file.empty()) {
-    auto r = parley::broker::auth::PasswordFile::Load(cfg.auth.password_file);
-    if (!r.ok()) return Fail(r.status().message());
-    passwords = std::move(r.value());
-    broker.AddAuthenticator(passwords.get());
-  }
-  if (!cfg.auth.acl_file.empty()) {
-    auto r = parley::broker::auth::AclFile::Load(cfg.auth.acl_file);
-    if (!r.ok()) return Fail(r.status().message());
-    acl = std::move(r.value());
-    broker.SetAuthorizer(acl.get());
-  }
-  std::unique_ptr<parley::broker::auth::ScramAuthenticator> scram;
-  if (!cfg.auth.scram_file.empty()) {
-    auto r = parley::broker::auth::ScramAuthenticator::Load(cfg.auth.scram_file);
-    if (!r.ok()) return Fail(r.status().message());
-    scram = std::move(r.value());
-    broker.AddEnhancedAuthenticator(scram.get());
-    spdlog::info("auth: SCRAM-SHA-256 enhanced authentication, {} users", scram->user_count());
-  }
+  // Auth providers (JWT, password file, ACL file, SCRAM verifiers, bans), reloadable on SIGHUP.
+  parley::admin::LiveConfig live(cfg, parley::SystemClock::Instance());
+  live.SetOverrides(overrides);
+  if (auto st = live.InstallAuth(broker); !st.ok()) return Fail(st.message());
 
   // Admission control: bans, per-address limits, flapping (docs/security.md).
   const auto& lim = cfg.limits;
-  parley::broker::guard::BanList::Options ban_options;
-  ban_options.path = cfg.auth.ban_file;
-  parley::broker::guard::BanList bans(ban_options);
   parley::broker::Broker::Guards guards;
-  if (!cfg.auth.ban_file.empty()) {
-    if (auto st = bans.Load(); !st.ok()) return Fail(st.message());
-    guards.bans = &bans;
-    spdlog::info("bans: {} rules from {}", bans.size(), cfg.auth.ban_file);
-  }
+  guards.bans = &live.bans();  // always: bans added through the admin API apply even without a ban file
   std::unique_ptr<parley::broker::guard::AddressLimiter> addresses;
   if (lim.max_connections_per_address || lim.connection_rate_per_address) {
     parley::broker::guard::AddressLimiter::Options o;
@@ -356,7 +374,7 @@ int main(int argc, char** argv) {
     s.max_connections = l.max_connections;
     s.protocol = parley::net::ParseListenerProtocol(l.protocol);
     if (l.tls) {
-      auto ctx = MakeTls(l);
+      auto ctx = MakeTls(*l.tls, l.name);
       if (!ctx.ok()) return Fail(ctx.status().message());
       s.tls = std::move(ctx.value());
     }
@@ -369,31 +387,129 @@ int main(int argc, char** argv) {
   server.SetMaxConnections(cfg.limits.max_connections);
   if (auto st = server.Listen(specs); !st.ok()) return Fail(st.message());
   server.WatchOverload({cfg.overload.memory_high, cfg.overload.loop_lag_high});
+
+  // Metrics: each module's collector; /metrics, the admin API and the alert rules all read them here.
+  parley::metrics::Registry registry;
+  registry.Add([&broker](auto& out) { broker.CollectMetrics(out); });
+  registry.Add([&server](auto& out) {
+    server.CollectMetrics(out);
+    server.CollectDrainMetrics(out);
+  });
+  if (executor) registry.Add([&executor](auto& out) { executor->CollectMetrics(out); });
+  if (store && cfg.storage.enabled)
+    registry.Add([&store, dir = cfg.data_dir](auto& out) { parley::storage::CollectStoreMetrics(*store, dir, out); });
+  if (im) registry.Add([&im](auto& out) { im->CollectMetrics(out); });
+  registry.Add([](auto& out) { parley::metrics::CollectProcess(out); });
+
+  // Alert rules over those metrics.
+  auto alerts = parley::admin::AlertEngine::Create(cfg.alerts, registry, parley::SystemClock::Instance());
+  if (!alerts.ok()) return Fail("alerts: " + alerts.status().message());
+  parley::admin::AlertEngine& alert_engine = *alerts.value();
+  registry.Add([&alert_engine](auto& out) { alert_engine.CollectMetrics(out); });
+
+  // The admin API (docs/admin-api.md): its own listener and thread.
+  std::unique_ptr<parley::net::HttpServer> admin;
+  std::atomic<bool> stopping{false};
+  parley::admin::Jobs jobs;
+  if (cfg.admin.enabled) {
+    parley::net::HttpServerOptions o;
+    o.name = "admin";
+    o.bind = cfg.admin.bind;
+    o.port = cfg.admin.port;
+    if (cfg.admin.metrics_public) o.public_paths.push_back("/metrics");
+    std::string token_file = cfg.admin.token_file;
+    if (token_file.empty()) {
+      std::error_code ec;
+      std::filesystem::create_directories(cfg.data_dir, ec);
+      token_file = (std::filesystem::path(cfg.data_dir) / "admin.token").string();
+    }
+    auto token = parley::admin::LoadOrCreateToken(token_file, cfg.admin.token_file.empty());
+    if (!token.ok()) return Fail(token.status().message());
+    o.bearer_token = std::move(token.value());
+    if (cfg.admin.tls) {
+      auto ctx = MakeTls(*cfg.admin.tls, "admin");
+      if (!ctx.ok()) return Fail(ctx.status().message());
+      o.tls = std::move(ctx.value());
+    }
+    admin = std::make_unique<parley::net::HttpServer>(std::move(o));
+
+    parley::admin::OpsContext ops;
+    ops.broker = &broker;
+    ops.live = &live;
+    ops.metrics = &registry;
+    ops.jobs = &jobs;
+    ops.store = cfg.storage.enabled ? store.get() : nullptr;
+    ops.workers = nworkers;
+    ops.stopping = &stopping;
+    ops.listeners = [&cfg, &server, &registry] {
+      const auto families = registry.Collect();
+      nlohmann::json list = nlohmann::json::array();
+      for (size_t i = 0; i < cfg.listeners.size(); ++i) {
+        const auto& l = cfg.listeners[i];
+        list.push_back({{"name", l.name},
+                        {"protocol", l.protocol},
+                        {"bind", l.bind},
+                        {"port", server.BoundPort(i)},
+                        {"connections", static_cast<int64_t>(parley::metrics::Sum(
+                                            families, "parley_connections", {{"listener", l.name}}).value_or(0))}});
+      }
+      return list;
+    };
+    ops.stalled_workers = [&server] { return server.StalledWorkers(std::chrono::seconds(5)); };
+    ops.draining = [&server] { return server.DrainStatus().active; };
+    ops.alerts_firing = [&alert_engine] { return static_cast<int>(alert_engine.FiringCount()); };
+    ops.kick_banned = [&server, &broker](const parley::broker::guard::BanRule& rule) {
+      return KickAdministrativeAction(server, broker, rule);
+    };
+    parley::admin::AddOpsRoutes(*admin, ops);
+    parley::admin::AddClientRoutes(*admin, broker, server);
+    parley::admin::AddAlertRoutes(*admin, alert_engine);
+    if (im) {
+      parley::im::AddImRoutes(*admin, *im);
+    } else {
+      parley::im::AddDisabledImRoutes(*admin);
+    }
+    if (auto st = admin->Listen(); !st.ok()) return Fail(st.message());
+  }
+  live.AddStep([&server, &admin](const Config& running, const Config& next, parley::admin::ReloadReport& report) {
+    ReloadTls(running, next, server, admin.get(), report);
+  });
+  live.AddStep([&alert_engine](const Config& running, const Config& next, parley::admin::ReloadReport& report) {
+    if (running.alerts == next.alerts) return;
+    if (auto st = alert_engine.Reconfigure(next.alerts); !st.ok()) {
+      report.ok = false;
+      report.errors.push_back("alerts: " + st.message());
+    } else {
+      report.applied.push_back("alerts");
+    }
+  });
+
   server.Start();
+  alert_engine.Start();
+  if (admin) admin->Start();
   for (size_t i = 0; i < specs.size(); ++i)
     spdlog::info("listening on {}:{} ({}, {})", specs[i].bind, server.BoundPort(i), specs[i].name,
                  parley::net::ListenerProtocolName(specs[i].protocol));
+  if (admin) spdlog::info("admin API on {}://{}:{}", cfg.admin.tls ? "https" : "http", cfg.admin.bind, admin->port());
   spdlog::info("parleyd {} started with {} workers", parley::broker::kParleyVersion, nworkers);
 
   for (;;) {
     int sig = 0;
     sigwait(&sigs, &sig);
     if (sig == SIGHUP) {
-      // Certificates and the ban file are reloaded; the rest of the configuration needs a restart for now.
-      ReloadCertificates(cfg, server);
-      if (guards.bans) {
-        if (auto st = bans.Load(); st.ok()) {
-          spdlog::info("SIGHUP: bans reloaded: {} rules from {}", bans.size(), cfg.auth.ban_file);
-        } else {
-          spdlog::error("SIGHUP: {}; keeping the bans already loaded", st.message());
-        }
-      }
+      spdlog::info("SIGHUP: reloading {}", cfg.source_path.empty() ? "(built-in default)" : cfg.source_path);
+      live.Reload();
       continue;
     }
     spdlog::info("signal {}: shutting down", sig);
     break;
   }
+  // Graceful stop: readiness fails first, then the MQTT listeners stop accepting and every client is told
+  // (DISCONNECT 0x8B to MQTT 5) and closed; running jobs finish; then storage is flushed.
+  stopping = true;
+  alert_engine.Stop();
   server.Stop();
+  if (admin) admin->Stop();
   if (im) im->Stop();  // finishes queued IM work (its writes go to the executor)
   if (executor) executor->Shutdown();  // every accepted write reaches the disk; then nothing calls back
   spdlog::info("stopped");

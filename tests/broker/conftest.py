@@ -27,8 +27,9 @@ class Broker:
         self.config = self.dir / "parley.toml"
         self.config.write_text(config_text)
         self.logfile = self.dir / "broker.log"
-        self.args = [PARLEYD, "--config", str(self.config), "--port", "0",
+        self.args = [PARLEYD, "--config", str(self.config), "--port", "0", "--admin-port", "0",
                      "--data-dir", str(self.dir / "data"), *extra_args]
+        self.admin_port = None
         self.proc = None
         self.port = None
         self.preexec_fn = preexec_fn  # run in the child before exec (e.g. to lower its open-file limit)
@@ -42,9 +43,12 @@ class Broker:
                                      preexec_fn=self.preexec_fn)
         deadline = time.time() + 10
         while time.time() < deadline:
-            m = re.search(r"listening on [^ ]+:(\d+)", self.log()[offset:])
-            if m:
+            text = self.log()[offset:]
+            m = re.search(r"listening on [^ ]+:(\d+)", text)
+            if m and ("parleyd " in text and " started with " in text):
                 self.port = int(m.group(1))
+                a = re.search(r"admin API on https?://[^ ]+:(\d+)", text)
+                self.admin_port = int(a.group(1)) if a else None
                 return
             if self.proc.poll() is not None:
                 raise RuntimeError("parleyd exited: " + self.log())
@@ -53,6 +57,33 @@ class Broker:
 
     def log(self):
         return self.logfile.read_text(errors="replace")
+
+    def admin_token(self):
+        """The admin API's bearer token (created by parleyd in its data dir unless the config names a file)."""
+        m = re.search(r'token_file\s*=\s*"([^"]+)"', self.config.read_text())
+        path = pathlib.Path(m.group(1)) if m else self.dir / "data" / "admin.token"
+        if not path.is_absolute():
+            path = self.dir / path
+        return path.read_text().strip()
+
+    def api(self, method, path, body=None, token=None, timeout=10):
+        """Calls the admin API; returns (status, parsed JSON or text)."""
+        import json
+        import urllib.error
+        import urllib.request
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request("http://127.0.0.1:%d%s" % (self.admin_port, path), data=data, method=method)
+        req.add_header("Authorization", "Bearer " + (token if token is not None else self.admin_token()))
+        if data is not None:
+            req.add_header("Content-Type", "application/json")
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as r:
+                status, raw, ctype = r.status, r.read(), r.headers.get("Content-Type", "")
+        except urllib.error.HTTPError as e:
+            status, raw, ctype = e.code, e.read(), e.headers.get("Content-Type", "")
+        if ctype.startswith("application/json"):
+            return status, json.loads(raw)
+        return status, raw.decode(errors="replace")
 
     def stop(self, sig=signal.SIGTERM, timeout=10):
         if self.proc and self.proc.poll() is None:

@@ -282,6 +282,6 @@ def test_ban_file_reloaded_on_sighup(make_broker, clients):
     # A broken file is refused with its line; the bans in force stay.
     (b.dir / "bans").write_text("clientid first\nbogus line\n")
     b.proc.send_signal(signal.SIGHUP)
-    assert wait_for(lambda: "keeping the bans already loaded" in b.log(), timeout=3)
+    assert wait_for(lambda: "the previous contents stay in force" in b.log(), timeout=3)
     assert "bans:2:" in b.log()
     assert clients.raw(b.port).connect("second", expect_reason=None).reason == 0x8A
