@@ -1,9 +1,11 @@
 #include "broker/config/units.h"
 
+#include <algorithm>
 #include <array>
 #include <cctype>
 #include <limits>
 #include <utility>
+#include <vector>
 
 namespace parley::config {
 namespace {
@@ -146,6 +148,36 @@ std::string FormatDurationMs(uint64_t ms) {
     if (ms % unit_ms == 0) return std::to_string(ms / unit_ms) + std::string(name);
   }
   return std::to_string(ms) + "ms";  // unreachable: the ms unit divides everything
+}
+
+std::string Printable(std::string_view text) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  for (unsigned char c : text) {
+    if (c < 0x20 || c == 0x7f) {
+      out += "\\x";
+      out += kHex[c >> 4];
+      out += kHex[c & 15];
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  return out;
+}
+
+size_t EditDistance(std::string_view a, std::string_view b) {
+  std::vector<size_t> row(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    size_t diag = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      const size_t up = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diag + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      diag = up;
+    }
+  }
+  return row[b.size()];
 }
 
 }  // namespace parley::config

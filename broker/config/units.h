@@ -27,5 +27,10 @@ std::string FormatDurationMs(uint64_t ms);
 // s in double quotes with quotes, backslashes and control bytes escaped, for error messages: a value
 // copied from a config file must not be able to forge a second log line.
 std::string QuoteForMessage(std::string_view s);
+// `text` with control characters written as \xNN, so a message that quotes a file's bytes (a TOML parser's
+// description, an unknown option's name) stays one line and cannot forge log lines.
+std::string Printable(std::string_view text);
+// Levenshtein distance, for "did you mean" suggestions on unknown keys and options.
+size_t EditDistance(std::string_view a, std::string_view b);
 
 }  // namespace parley::config
