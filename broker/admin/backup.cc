@@ -12,6 +12,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "base/file_util.h"
 #include "broker/core/version.h"
 
 namespace parley::admin {
@@ -28,33 +29,6 @@ Status FsyncPath(const std::string& path, bool directory) {
   ::close(fd);
   if (rc != 0) return Errno("cannot fsync " + path);
   return Status::Ok();
-}
-
-// Writes `text` to dir/name atomically: a temporary file, fsync, rename, fsync of the dir.
-Status WriteFileAtomically(const std::string& dir, const std::string& name, const std::string& text) {
-  const std::string tmp = dir + "/." + name + ".tmp";
-  const std::string final_path = dir + "/" + name;
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) return Errno("cannot create " + tmp);
-  size_t off = 0;
-  while (off < text.size()) {
-    const ssize_t n = ::write(fd, text.data() + off, text.size() - off);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      const Status st = Errno("cannot write " + tmp);
-      ::close(fd);
-      return st;
-    }
-    off += static_cast<size_t>(n);
-  }
-  if (::fsync(fd) != 0) {
-    const Status st = Errno("cannot fsync " + tmp);
-    ::close(fd);
-    return st;
-  }
-  ::close(fd);
-  if (::rename(tmp.c_str(), final_path.c_str()) != 0) return Errno("cannot rename " + tmp);
-  return FsyncPath(dir, true);
 }
 
 }  // namespace
@@ -142,7 +116,8 @@ Status RunBackup(storage::Store& store, const std::string& dir, JobProgress& pro
     if (auto st = FsyncPath(path, false); !st.ok()) return fail(st);
     manifest["files"].push_back({{"name", f.name}, {"bytes", f.bytes}, {"sha256", sum.value()}});
   }
-  if (auto st = WriteFileAtomically(dir, kBackupManifest, manifest.dump(2) + "\n"); !st.ok()) return fail(st);
+  if (auto st = ReplaceFileAtomically(dir + "/" + kBackupManifest, manifest.dump(2) + "\n", 0644); !st.ok())
+    return fail(st);
   progress.SetResult({{"dir", dir}, {"files", files.size()}, {"bytes", total}});
   return Status::Ok();
 }

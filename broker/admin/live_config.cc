@@ -1,14 +1,12 @@
 #include "broker/admin/live_config.h"
 
-#include <fcntl.h>
-#include <unistd.h>
-
 #include <cstring>
 #include <fstream>
 #include <sstream>
 
 #include <spdlog/spdlog.h>
 
+#include "base/file_util.h"
 #include "base/log.h"
 #include "broker/auth/acl_file.h"
 #include "broker/auth/jwt_auth.h"
@@ -103,39 +101,11 @@ Status ReadLines(const std::string& path, std::vector<std::string>* lines) {
   return Status::Ok();
 }
 
-// Atomic rewrite: temporary file (mode 0600: it holds password hashes), fsync, rename, fsync of the dir.
+// The password file holds hashes: written with mode 0600.
 Status WriteLines(const std::string& path, const std::vector<std::string>& lines) {
   std::string text;
   for (const auto& l : lines) text += l + "\n";
-  const std::string tmp = path + ".tmp";
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0) return Status::Error("cannot create " + tmp + ": " + std::strerror(errno));
-  size_t off = 0;
-  while (off < text.size()) {
-    const ssize_t n = ::write(fd, text.data() + off, text.size() - off);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      const std::string e = std::strerror(errno);
-      ::close(fd);
-      ::unlink(tmp.c_str());
-      return Status::Error("cannot write " + tmp + ": " + e);
-    }
-    off += static_cast<size_t>(n);
-  }
-  const bool synced = ::fsync(fd) == 0;
-  ::close(fd);
-  if (!synced || ::rename(tmp.c_str(), path.c_str()) != 0) {
-    const std::string e = std::strerror(errno);
-    ::unlink(tmp.c_str());
-    return Status::Error("cannot replace " + path + ": " + e);
-  }
-  const std::string dir = path.find('/') == std::string::npos ? "." : path.substr(0, path.rfind('/') + 1);
-  const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd >= 0) {
-    ::fsync(dfd);
-    ::close(dfd);
-  }
-  return Status::Ok();
+  return ReplaceFileAtomically(path, text, 0600);
 }
 
 int FindUser(const std::vector<std::string>& lines, const std::string& name) {

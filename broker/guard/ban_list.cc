@@ -32,6 +32,8 @@
 #include <tuple>
 #include <utility>
 
+#include "base/file_util.h"
+
 namespace parley::broker::guard {
 namespace {
 
@@ -267,16 +269,6 @@ std::string Errno(const char* what, const std::string& path) {
   return std::string(what) + " " + path + ": " + std::strerror(errno);
 }
 
-bool WriteAll(int fd, std::string_view data) {
-  while (!data.empty()) {
-    const ssize_t n = ::write(fd, data.data(), data.size());
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return false;
-    data.remove_prefix(static_cast<size_t>(n));
-  }
-  return true;
-}
-
 }  // namespace
 
 const char* BanKindName(BanKind kind) {
@@ -509,38 +501,7 @@ Status BanList::Load() {
 }
 
 Status BanList::Save(const std::vector<BanRule>& list) const {
-  const std::string& path = options_.path;
-  const std::string tmp = path + ".tmp";
-  const std::string text = Format(list);
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0) return Status::Error(Errno("cannot create", tmp));
-  if (!WriteAll(fd, text) || ::fsync(fd) != 0) {
-    const Status err = Status::Error(Errno("cannot write", tmp));
-    ::close(fd);
-    ::unlink(tmp.c_str());
-    return err;
-  }
-  if (::close(fd) != 0) {
-    const Status err = Status::Error(Errno("cannot write", tmp));
-    ::unlink(tmp.c_str());
-    return err;
-  }
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    const Status err = Status::Error(Errno("cannot replace", path));
-    ::unlink(tmp.c_str());
-    return err;
-  }
-  // The new file is in place. Syncing the directory makes the rename itself durable; if that fails the
-  // change has still happened (readers of the path already see it), so it is logged, not returned.
-  const size_t slash = path.rfind('/');
-  const std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
-  const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd < 0 || ::fsync(dfd) != 0) {
-    spdlog::warn("ban list: {} replaced but its directory could not be synced: {}", path,
-                 std::strerror(errno));
-  }
-  if (dfd >= 0) ::close(dfd);
-  return Status::Ok();
+  return ReplaceFileAtomically(options_.path, Format(list), 0600);
 }
 
 const BanList::Entry* BanList::Find(const Rules& rules, BanKind kind, const std::string& value) {
