@@ -243,6 +243,7 @@ std::unique_ptr<Webhook> AlertEngine::MakeWebhook(const config::Alerts& alerts) 
   o.target = "alert";
   o.items_field = "alerts";
   o.envelope = {{"node", node_}, {"version", broker::kParleyVersion}};
+  if (o.user_agent.empty()) o.user_agent = std::string("parley/") + broker::kParleyVersion;
   return std::make_unique<Webhook>(std::move(o), clock_);
 }
 

@@ -18,7 +18,7 @@
 //
 // Firing is logged at warn ("alert firing: <name> <metric> <function>=<value> <op> <threshold> ..."),
 // resolving at info ("alert resolved: ..."), and both are posted to `webhook_url` when one is set (see
-// webhook.h; the payload is described at AlertEventJson in alerts.cc and in docs/operations.md).
+// base/webhook.h; the payload is described at AlertEventJson in alerts.cc and in docs/operations.md).
 //
 // Threads: the engine runs its evaluations on its own thread (Start/Stop); EvaluateNow, Reconfigure,
 // Snapshot and CollectMetrics may be called from any thread. Evaluations are serialised; the registry is
@@ -41,7 +41,7 @@
 #include "base/clock.h"
 #include "base/metrics.h"
 #include "base/status.h"
-#include "broker/admin/webhook.h"
+#include "base/webhook.h"
 #include "broker/api/admin.h"
 #include "broker/config/config.h"
 

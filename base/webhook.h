@@ -1,8 +1,11 @@
 // Webhook: delivers JSON notifications to one HTTP(S) endpoint from its own thread, so that a slow or dead
-// receiver never delays the code that raises them. Generic: the alert engine uses it (target "alert"), push
-// notifications can reuse it with their own target and envelope.
+// receiver never delays the code that raises them. Generic, and its own library (parley_webhook: parley_base
+// + libcurl + nlohmann_json) so that any layer may use it without the others: the broker's alert engine
+// (broker/admin/alerts.h, target "alert") and the IM layer's push notifications (im/push.h, targets
+// "push_webhook" and "push_gorush"), each with its own target, envelope and items field.
 //
-// Body of each POST (Content-Type: application/json, User-Agent: parley/<version>):
+// Body of each POST (Content-Type: application/json, User-Agent: options.user_agent, "parley" when empty —
+// callers pass "parley/<version>", which base/ does not know):
 //
 //   <envelope> with <items_field> set to [item, ...]      e.g. {"alerts": [...], "node": "...", "version": "..."}
 //
@@ -45,7 +48,7 @@
 #include "base/metrics.h"
 #include "base/status.h"
 
-namespace parley::admin {
+namespace parley {
 
 struct WebhookOptions {
   std::string url;                 // http:// or https://
@@ -54,7 +57,7 @@ struct WebhookOptions {
   nlohmann::json envelope = nlohmann::json::object();  // the other fields of every body
   Millis timeout{5'000};                              // a whole attempt: connect, TLS, send, answer
   std::string ca_file;                                // PEM CAs for https; "" = the system's store
-  std::string user_agent;                             // "" = "parley/<version>"
+  std::string user_agent;                             // "" = "parley"
   size_t max_queue = 1'000;
   size_t max_batch = 100;
   BackoffPolicy retry = DefaultRetry();
@@ -114,7 +117,7 @@ class Webhook {
   void Stop();
 
   // Queues `item` for delivery; `key` groups items whose order matters and of which only the newest counts
-  // while the receiver is unreachable (the alert rule's name). Never blocks on the network. Any thread.
+  // while the receiver is unreachable (the alert rule's name, a push's user). Never blocks on the network. Any thread.
   void Enqueue(std::string key, nlohmann::json item);
 
   Stats stats() const;  // any thread
@@ -163,4 +166,4 @@ class Webhook {
   std::atomic<uint64_t> sent_{0}, failed_{0}, dropped_{0}, superseded_{0};
 };
 
-}  // namespace parley::admin
+}  // namespace parley

@@ -1,4 +1,4 @@
-#include "broker/admin/webhook.h"
+#include "base/webhook.h"
 
 #include <curl/curl.h>
 #include <spdlog/spdlog.h>
@@ -7,9 +7,8 @@
 #include <unordered_set>
 #include <utility>
 
-#include "broker/core/version.h"
 
-namespace parley::admin {
+namespace parley {
 namespace {
 
 using State = CircuitBreaker::State;
@@ -353,8 +352,7 @@ Webhook::PostResult Webhook::Post(const std::string& body) {
     r.error = "libcurl could not be initialised";
     return r;
   }
-  const std::string user_agent =
-      options_.user_agent.empty() ? std::string("parley/") + broker::kParleyVersion : options_.user_agent;
+  const std::string user_agent = options_.user_agent.empty() ? std::string("parley") : options_.user_agent;
   curl_slist* headers = nullptr;
   headers = curl_slist_append(headers, "Content-Type: application/json");
   headers = curl_slist_append(headers, "Expect:");  // no 100-continue round trip (up to a second) for big bodies
@@ -447,4 +445,4 @@ Webhook::PostResult Webhook::Post(const std::string& body) {
   return r;
 }
 
-}  // namespace parley::admin
+}  // namespace parley
