@@ -24,6 +24,9 @@ namespace parley::net {
 using broker::AdminHandler;
 using broker::AdminRequest;
 using broker::AdminResponse;
+using broker::RequestBodySink;
+using broker::ResponseBody;
+using broker::StreamingHandler;
 using Clock = std::chrono::steady_clock;
 
 namespace {
@@ -32,6 +35,11 @@ constexpr size_t kReadBufferSize = 64 * 1024;
 // Output waiting for a client beyond this stops the parsing of its further pipelined requests until the
 // socket drains, so a client that pipelines without reading cannot make us build responses without end.
 constexpr size_t kMaxPendingOutput = 1 << 20;
+// A streamed response body is read in pieces of this size, and only while the connection's output (ours,
+// the TLS filter's, the write in flight) is below kStreamThreshold: a client that does not read holds at
+// most kStreamThreshold + kStreamChunk of it here, whatever the body's length.
+constexpr size_t kStreamChunk = 64 * 1024;
+constexpr size_t kStreamThreshold = 256 * 1024;
 // After the last response of a connection we shut our side down and drain the peer's input for this long
 // before closing: closing with unread input makes the kernel send a RST, which can destroy the response
 // (a 413 sent while the client is still sending its body) before the client reads it.
@@ -155,7 +163,9 @@ struct Route {
   };
   std::string method;
   std::vector<Segment> segments;
-  AdminHandler handler;
+  AdminHandler handler;        // a whole-body route, or
+  StreamingHandler streaming;  // a streaming route (AddStreaming): sees the head, takes the body itself
+  uint64_t max_body = 0;       // the streaming route's body limit
 
   bool Matches(const std::vector<std::string>& path) const {
     if (path.size() != segments.size()) return false;
@@ -189,7 +199,22 @@ class HttpServer::Impl {
     std::string peer;
     AdminRequest req;                      // the current request, from its head on (the body streams in)
     const Route* route = nullptr;          // its route, or null when `early` holds the answer
-    std::optional<AdminResponse> early;    // an answer decided at the head (401, 404, 405, 400)
+    std::optional<AdminResponse> early;    // an answer decided at the head (401, 404, 405, 400, 413)
+    // The current request's body: its limit (options or the streaming route's), what arrived, and the
+    // streaming handler's sink while the body arrives (taken out by Finish or Abort, so each runs once).
+    uint64_t body_limit = 0;
+    uint64_t body_received = 0;
+    std::unique_ptr<RequestBodySink> sink;
+    bool body_too_large = false;  // the body passed body_limit: 413
+    bool sink_stopped = false;    // the sink's Write returned false: Finish, then close
+    bool sink_failed = false;     // the sink's Write threw: 500, then close
+    Clock::time_point progress;   // with a sink: the head's end or the last body bytes
+    // A streamed response being written (AdminResponse::stream): read up to kStreamThreshold ahead of the
+    // socket. Until it ends, input waits unparsed (read_paused), so pipelined answers follow it in order.
+    std::shared_ptr<ResponseBody> stream;
+    uint64_t stream_offset = 0;
+    uint64_t stream_length = 0;
+    bool close_after_stream = false;  // it is the connection's last response
     std::string out;       // plaintext output not yet handed to the filters / the socket
     std::string writing;   // the bytes of the write in flight
     std::string unread;    // input set aside while read_paused
@@ -225,16 +250,15 @@ class HttpServer::Impl {
   }
 
   void Add(std::string_view method, std::string_view pattern, AdminHandler handler) {
-    PARLEY_CHECK(!started_);
-    PARLEY_CHECK(!pattern.empty() && pattern.front() == '/');
-    Route r;
-    r.method = std::string(method);
-    r.handler = std::move(handler);
-    for (std::string_view s : SplitPath(pattern)) {
-      const bool param = s.size() >= 2 && s.front() == '{' && s.back() == '}';
-      r.segments.push_back({std::string(param ? s.substr(1, s.size() - 2) : s), param});
-    }
-    routes_.push_back(std::move(r));
+    AddRoute(method, pattern).handler = std::move(handler);
+  }
+
+  void AddStreaming(std::string_view method, std::string_view pattern, StreamingHandler handler,
+                    uint64_t max_body) {
+    Route& r = AddRoute(method, pattern);
+    r.streaming = std::move(handler);
+    r.max_body = max_body;
+    parser_max_body_ = std::max(parser_max_body_, max_body);
   }
 
   Status Listen() {
@@ -292,6 +316,18 @@ class HttpServer::Impl {
     return tls_;
   }
 
+  Route& AddRoute(std::string_view method, std::string_view pattern) {
+    PARLEY_CHECK(!started_);
+    PARLEY_CHECK(!pattern.empty() && pattern.front() == '/');
+    Route& r = routes_.emplace_back();
+    r.method = std::string(method);
+    for (std::string_view s : SplitPath(pattern)) {
+      const bool param = s.size() >= 2 && s.front() == '{' && s.back() == '}';
+      r.segments.push_back({std::string(param ? s.substr(1, s.size() - 2) : s), param});
+    }
+    return r;
+  }
+
   // ---- libuv callbacks: each catches everything (an allocation failure) and closes what it was about ----
 
   static void OnStop(uv_async_t* h) {
@@ -312,7 +348,7 @@ class HttpServer::Impl {
     Conn* c = nullptr;
     try {
       HttpLimits limits;
-      limits.max_body = s->options_.max_body;
+      limits.max_body = s->parser_max_body_;  // each request's own limit is checked by OnHead and OnBody
       c = new Conn(*s, limits);
       uv_tcp_init(&s->loop_, &c->tcp);
       c->tcp.data = c;
@@ -321,9 +357,7 @@ class HttpServer::Impl {
       if (uv_accept(listener, reinterpret_cast<uv_stream_t*>(&c->tcp)) != 0) return CloseNow(c);
       uv_tcp_nodelay(&c->tcp, 1);
       c->peer = PeerName(&c->tcp);
-      c->parser.set_body_handler([c](std::span<const uint8_t> b) {
-        c->req.body.append(reinterpret_cast<const char*>(b.data()), b.size());  // bounded by max_body
-      });
+      c->parser.set_body_handler([c](std::span<const uint8_t> b) { c->server.OnBody(c, b); });
       if (s->active_ >= s->options_.max_connections) {
         c->rejected = true;
         s->WarnAccept("refused a connection from " + c->peer + ": " + std::to_string(s->active_) +
@@ -366,13 +400,13 @@ class HttpServer::Impl {
     auto* c = static_cast<Conn*>(req->data);
     c->writing_now = false;
     c->writing.clear();
-    if (c->writing.capacity() > kKeepCapacity) std::string().swap(c->writing);
+    if (c->writing.capacity() > kKeepCapacity && !c->stream) std::string().swap(c->writing);
     if (c->closing) return;
     if (status < 0) return CloseNow(c);
     c->last_activity = Clock::now();
     try {
-      if (c->read_paused && c->server.PendingOutput(c) < kMaxPendingOutput) c->server.Resume(c);
-      c->server.Flush(c);
+      if (c->read_paused && !c->stream && c->server.PendingOutput(c) < kMaxPendingOutput) c->server.Resume(c);
+      c->server.Flush(c);  // reads more of a streamed response
     } catch (...) {
       CloseNow(c);
     }
@@ -395,6 +429,7 @@ class HttpServer::Impl {
   static void OnClosed(uv_handle_t* h) {
     auto* c = static_cast<Conn*>(h->data);
     Impl& s = c->server;
+    s.AbortSink(c);  // a body cut short by a reset, a failed write, a timeout or Stop()
     if (c->counted) --s.active_;
     if (c->prev) c->prev->next = c->next;
     else s.head_ = c->next;
@@ -440,6 +475,7 @@ class HttpServer::Impl {
     // then close. (No EOF arrives while read_paused: reading is stopped.) A partial request is dropped.
     c->peer_eof = true;
     c->close_after_flush = true;
+    AbortSink(c);
     uv_read_stop(reinterpret_cast<uv_stream_t*>(&c->tcp));
     Flush(c);
   }
@@ -452,8 +488,9 @@ class HttpServer::Impl {
       return;
     }
     while (!bytes.empty() && !c->closing) {
-      if (PendingOutput(c) >= kMaxPendingOutput) {
-        // Stop reading until OnWrite drains the output below the bound; the rest of this read waits.
+      if (c->stream || PendingOutput(c) >= kMaxPendingOutput) {
+        // Stop reading until OnWrite drains the output below the bound (and a streamed response has
+        // ended: what follows must be answered after it); the rest of this read waits.
         c->read_paused = true;
         uv_read_stop(reinterpret_cast<uv_stream_t*>(&c->tcp));
         c->unread.append(reinterpret_cast<const char*>(bytes.data()), bytes.size());
@@ -466,13 +503,17 @@ class HttpServer::Impl {
       const HttpParseResult r = c->parser.Parse(bytes);
       bytes = bytes.subspan(r.consumed);
       if (r.state == HttpParseState::kError) {
+        AbortSink(c);
         const HttpError& e = c->parser.error();
         return Respond(c, ErrorResponse(e.status, e.reason), /*close=*/true);
       }
       if (r.state == HttpParseState::kHeadComplete) {
         OnHead(c);
         if (c->close_after_flush) return;
+      } else if (c->sink && r.consumed > 0) {
+        c->progress = Clock::now();
       }
+      if (EndBodyEarly(c)) return;
       if (!c->parser.message_complete()) {
         if (r.state == HttpParseState::kNeedMore && r.consumed == 0) return;  // cannot happen; never spin
         continue;
@@ -484,6 +525,7 @@ class HttpServer::Impl {
 
   void Resume(Conn* c) {
     c->read_paused = false;
+    if (c->sink) c->progress = Clock::now();  // the wait was ours, not the client's
     std::string unread = std::exchange(c->unread, {});
     Feed(c, std::span(reinterpret_cast<const uint8_t*>(unread.data()), unread.size()));  // may pause again
     if (!c->read_paused && !c->closing && !c->close_after_flush)
@@ -492,15 +534,109 @@ class HttpServer::Impl {
 
   // ---- requests ----
 
-  // The head is complete: decode, authenticate and route now, so that a refused request's body is never
-  // read (its connection closes after the answer).
+  // The head is complete: decode, authenticate, route, check the announced body and ask a streaming
+  // handler now, so that a refused request's body is never read (its connection closes after the answer).
   void OnHead(Conn* c) {
+    const HttpRequest& h = c->parser.request();
     c->early = Prepare(c);
+    if (!c->early) {
+      c->body_limit = c->route->streaming ? c->route->max_body : options_.max_body;
+      // The parser's limit is the largest of all routes': this request's own is checked here and in OnBody.
+      if (h.content_length.value_or(0) > c->body_limit || (h.chunked && c->body_limit == 0))
+        c->early = ErrorResponse(413, "request body too large");
+    }
+    if (!c->early && c->route->streaming) StartStreaming(c);
     const bool has_body_to_read = !c->parser.message_complete();
     if (c->early && has_body_to_read) return Respond(c, *c->early, /*close=*/true);
     if (!c->early && has_body_to_read) {
-      const HttpRequest& h = c->parser.request();
       if (h.HasToken("Expect", "100-continue") && h.version_minor >= 1) c->out += "HTTP/1.1 100 Continue\r\n\r\n";
+    }
+  }
+
+  // Asks the streaming route's handler: an answer (into `early`), or a sink for the body.
+  void StartStreaming(Conn* c) {
+    broker::StreamStart start;
+    std::string why;
+    try {
+      start = c->route->streaming(c->req);
+    } catch (const std::exception& e) {
+      why = e.what();
+    } catch (...) {
+      why = "an exception that is not a std::exception";
+    }
+    if (why.empty() && start.response) {
+      // An answer wins; a sink returned with it was never started, so it is dropped without a call.
+      c->early = Checked(c, [&] { return std::move(*start.response); });
+      return;
+    }
+    if (why.empty() && start.sink) {
+      c->sink = std::move(start.sink);
+      c->progress = Clock::now();
+      return;
+    }
+    if (why.empty()) why = "neither a response nor a sink";
+    spdlog::error("{} {} {}: handler failed: {}", options_.name, Printable(c->req.method),
+                  Printable(c->parser.request().path), why);
+    c->early = ErrorResponse(500, "internal error");
+  }
+
+  // Body bytes of the current (routed, accepted) request: collected whole, or written to the sink.
+  void OnBody(Conn* c, std::span<const uint8_t> b) {
+    if (c->early || c->body_too_large || c->sink_stopped || c->sink_failed) return;  // refused: discarded
+    if (b.size() > c->body_limit - c->body_received) {
+      c->body_too_large = true;
+      return;
+    }
+    c->body_received += b.size();
+    if (!c->route->streaming) {
+      c->req.body.append(reinterpret_cast<const char*>(b.data()), b.size());
+      return;
+    }
+    if (!c->sink) return;
+    try {
+      if (!c->sink->Write(b)) c->sink_stopped = true;
+    } catch (const std::exception& e) {
+      spdlog::error("{} {} {}: body sink failed: {}", options_.name, Printable(c->req.method),
+                    Printable(c->parser.request().path), e.what());
+      c->sink_failed = true;
+    } catch (...) {
+      spdlog::error("{} {} {}: body sink failed", options_.name, Printable(c->req.method),
+                    Printable(c->parser.request().path));
+      c->sink_failed = true;
+    }
+  }
+
+  // A body that cannot go on: too large (413, Abort), a sink that stopped it (its Finish) or threw (500,
+  // Abort). Answers and closes; true if it did.
+  bool EndBodyEarly(Conn* c) {
+    if (c->body_too_large) {
+      AbortSink(c);
+      Respond(c, ErrorResponse(413, "request body too large"), /*close=*/true);
+    } else if (c->sink_failed) {
+      AbortSink(c);
+      Respond(c, ErrorResponse(500, "internal error"), /*close=*/true);
+    } else if (c->sink_stopped) {
+      Respond(c, FinishSink(c), /*close=*/true);
+    } else {
+      return false;
+    }
+    return true;
+  }
+
+  AdminResponse FinishSink(Conn* c) {
+    std::unique_ptr<RequestBodySink> sink = std::move(c->sink);
+    if (!sink) return ErrorResponse(500, "internal error");  // cannot happen: Finish and Abort take it out
+    return Checked(c, [&] { return sink->Finish(); });
+  }
+
+  // The body will not end: tells the sink, if there is one (once: it is taken out).
+  void AbortSink(Conn* c) {
+    std::unique_ptr<RequestBodySink> sink = std::move(c->sink);
+    if (!sink) return;
+    try {
+      sink->Abort();
+    } catch (...) {
+      spdlog::error("{} {}: a body sink's Abort threw", options_.name, c->peer);
     }
   }
 
@@ -510,6 +646,8 @@ class HttpServer::Impl {
     c->req = AdminRequest();
     c->req.method = h.method;
     c->req.peer = c->peer;
+    c->req.headers.reserve(h.headers.size());
+    for (const HttpHeader& f : h.headers) c->req.headers.emplace_back(f.name, f.value);
     if (h.path.empty() || h.path.front() != '/') return ErrorResponse(400, "the request target is not a path");
     if (!PercentDecode(h.path, false, &c->req.path)) return ErrorResponse(400, "invalid percent-encoding in the path");
     if (!ParseQuery(h.query, &c->req.query)) return ErrorResponse(400, "invalid percent-encoding in the query");
@@ -568,22 +706,34 @@ class HttpServer::Impl {
   void Dispatch(Conn* c) {
     const HttpRequest& h = c->parser.request();
     const bool close = h.version_minor == 0 ? !h.HasToken("Connection", "keep-alive") : h.HasToken("Connection", "close");
-    if (c->early) Respond(c, *c->early, close || c->early->status == 400);
-    else Respond(c, CallHandler(c), close);
+    if (c->early) {
+      Respond(c, *c->early, close || c->early->status == 400);
+    } else if (c->route->streaming) {
+      Respond(c, FinishSink(c), close);
+    } else {
+      Respond(c, Checked(c, [c] { return c->route->handler(c->req); }), close);
+    }
     // Ready for the next request on this connection.
     c->parser.Reset();
     c->in_request = false;
     c->early.reset();
     c->route = nullptr;
     c->req = AdminRequest();
+    c->body_limit = c->body_received = 0;
+    c->body_too_large = c->sink_stopped = c->sink_failed = false;
   }
 
-  AdminResponse CallHandler(Conn* c) {
+  // Runs `f`, a handler's step that yields the response; an exception or a response the server cannot
+  // send (a status outside 200-599, both a body and a stream) is logged and answered 500.
+  template <typename F>
+  AdminResponse Checked(Conn* c, F&& f) {
     std::string why;
     try {
-      AdminResponse r = c->route->handler(c->req);
-      if (r.status >= 200 && r.status <= 599) return r;
-      why = "invalid status " + std::to_string(r.status);
+      AdminResponse r = f();
+      const bool bad_status = r.status < 200 || r.status > 599;
+      if (!bad_status && !(r.stream && !r.body.empty())) return r;
+      why = bad_status ? "invalid status " + std::to_string(r.status)
+                       : "a response with both a body and a stream";
     } catch (const std::exception& e) {
       why = e.what();
     } catch (...) {
@@ -594,19 +744,23 @@ class HttpServer::Impl {
     return ErrorResponse(500, "internal error");
   }
 
-  // Queues `r` on the connection; `close` ends the connection after it.
+  // Queues `r` on the connection (a stream's head, and its body as Pump reads it); `close` ends the
+  // connection after it.
   void Respond(Conn* c, const AdminResponse& r, bool close) {
     const HttpRequest& h = c->parser.request();
     const bool head_done = c->parser.head_complete();
     const bool bodiless_status = r.status == 204 || r.status == 304;
-    const std::string length = std::to_string(r.body.size());
+    const std::string length = std::to_string(r.stream ? r.stream_length : r.body.size());
+    const bool own_cache_control = std::any_of(r.headers.begin(), r.headers.end(), [](const auto& f) {
+      return EqualsIgnoreCase(f.first, "Cache-Control");
+    });
     std::vector<HttpHeaderView> headers;
     headers.reserve(5 + r.headers.size());
     if (!bodiless_status) {
-      headers.push_back({"Content-Type", r.content_type});
+      if (!r.content_type.empty()) headers.push_back({"Content-Type", r.content_type});
       headers.push_back({"Content-Length", length});
     }
-    headers.push_back({"Cache-Control", "no-store"});
+    if (!own_cache_control) headers.push_back({"Cache-Control", "no-store"});
     if (close) headers.push_back({"Connection", "close"});
     else if (h.version_minor == 0) headers.push_back({"Connection", "keep-alive"});
     for (const auto& [name, value] : r.headers) {
@@ -617,8 +771,16 @@ class HttpServer::Impl {
       headers.push_back({name, value});
     }
     c->out += RenderHttpResponseHead(r.status, headers);
-    if (!bodiless_status && !(head_done && h.method == "HEAD")) c->out += r.body;
-    if (close) c->close_after_flush = true;
+    const bool send_body = !bodiless_status && !(head_done && h.method == "HEAD");
+    if (send_body && r.stream && r.stream_length > 0) {
+      c->stream = r.stream;
+      c->stream_offset = 0;
+      c->stream_length = r.stream_length;
+      c->close_after_stream = close;
+    } else {
+      if (send_body) c->out += r.body;
+      if (close) c->close_after_flush = true;
+    }
     c->last_activity = Clock::now();
     if (spdlog::should_log(spdlog::level::debug)) {
       const double ms = std::chrono::duration<double, std::milli>(Clock::now() - c->request_start).count();
@@ -640,19 +802,57 @@ class HttpServer::Impl {
     return c->out.size() + c->writing.size() + (c->filters ? c->filters->wire().size() : 0);
   }
 
+  // Reads a streamed response's body into the output while the output is below kStreamThreshold. A read
+  // error ends the connection once what was read is written: the client sees a body shorter than its
+  // Content-Length.
+  void Pump(Conn* c) {
+    while (c->stream && PendingOutput(c) < kStreamThreshold) {
+      const size_t want =
+          static_cast<size_t>(std::min<uint64_t>(kStreamChunk, c->stream_length - c->stream_offset));
+      const size_t old = c->out.size();
+      c->out.resize(old + want);
+      size_t n = 0;
+      std::string why = "read error";
+      try {
+        n = c->stream->Read(c->stream_offset,
+                            std::span(reinterpret_cast<uint8_t*>(c->out.data() + old), want));
+        if (n > want) why = "read returned more than asked";
+      } catch (const std::exception& e) {
+        why = e.what();
+      } catch (...) {
+        why = "an exception that is not a std::exception";
+      }
+      if (n == 0 || n > want) {
+        c->out.resize(old);
+        spdlog::warn("{} {}: streamed response cut at byte {} of {}: {}", options_.name, c->peer,
+                     c->stream_offset, c->stream_length, why);
+        c->stream.reset();
+        c->close_after_flush = true;
+        return;
+      }
+      c->out.resize(old + n);
+      c->stream_offset += n;
+      if (c->stream_offset == c->stream_length) {
+        c->stream.reset();
+        if (c->close_after_stream) c->close_after_flush = true;
+      }
+    }
+  }
+
   // Hands the output to the filters and starts a write if none is in flight (OnWrite calls again). Once the
   // last response is written, lingers.
   void Flush(Conn* c) {
     if (c->closing || c->lingering) return;
+    Pump(c);
     if (c->filters) {
       if (!c->out.empty()) (void)c->filters->Output(c->out);  // an error closes the connection anyway
       c->out.clear();
-      if (c->close_after_flush) c->filters->Close();  // close_notify after the last response
+      if (c->close_after_flush && !c->stream) c->filters->Close();  // close_notify after the last response
     }
     if (c->writing_now) return;
     std::string& pending = c->filters ? c->filters->wire() : c->out;
     if (pending.empty()) {
-      if (c->close_after_flush) BeginLinger(c);
+      if (c->close_after_flush && !c->stream) BeginLinger(c);
       return;
     }
     c->writing.swap(pending);
@@ -697,8 +897,12 @@ class HttpServer::Impl {
       return;
     }
     if (c->in_request) {
-      if (now - c->request_start <= options_.request_timeout) return;
-      spdlog::debug("{} {}: request not complete after {} ms", options_.name, c->peer, options_.request_timeout.count());
+      // A streamed body's deadline moves with each byte (an upload over a slow link may take hours);
+      // anything else must be complete in time.
+      if (now - (c->sink ? c->progress : c->request_start) <= options_.request_timeout) return;
+      spdlog::debug("{} {}: request not complete after {} ms{}", options_.name, c->peer,
+                    options_.request_timeout.count(), c->sink ? " without progress" : "");
+      AbortSink(c);
       Respond(c, ErrorResponse(408, "request not complete in time"), /*close=*/true);
       return Flush(c);
     }
@@ -718,6 +922,7 @@ class HttpServer::Impl {
   // Set before Start() by the owning thread, then read by the loop thread only.
   HttpServerOptions options_;
   std::vector<Route> routes_;
+  uint64_t parser_max_body_ = options_.max_body;  // the largest body any route takes
   uint16_t port_ = 0;
   bool listen_tried_ = false;
   bool listening_ = false;
@@ -745,6 +950,10 @@ HttpServer::HttpServer(HttpServerOptions options) : impl_(std::make_unique<Impl>
 HttpServer::~HttpServer() = default;
 void HttpServer::Add(std::string_view method, std::string_view pattern, AdminHandler handler) {
   impl_->Add(method, pattern, std::move(handler));
+}
+void HttpServer::AddStreaming(std::string_view method, std::string_view pattern, StreamingHandler handler,
+                              uint64_t max_body) {
+  impl_->AddStreaming(method, pattern, std::move(handler), max_body);
 }
 Status HttpServer::Listen() { return impl_->Listen(); }
 uint16_t HttpServer::port() const { return impl_->port(); }
