@@ -24,6 +24,9 @@
 
 namespace parley::im {
 
+class FileStore;       // im/files.h
+class PushDispatcher;  // im/push.h
+
 // Where a request came from and where its answer goes. A device's request names its user and client id; an
 // in-process caller (the admin API, ImService::Admin) has no device and takes the answer through `reply`.
 struct Origin {
@@ -64,6 +67,10 @@ class Context {
   const Families fam;
   const Clock& clock;
   broker::BrokerServices* broker = nullptr;  // set by OnStart, before any request
+  // Optional parts, set before Start (ImService::EnableFiles / EnablePush) and never changed after: null when
+  // not configured. Both are thread-safe.
+  FileStore* files = nullptr;
+  PushDispatcher* push = nullptr;
 
   // Every stamp up to this one is committed (written by the executor's callbacks, in order).
   std::atomic<uint64_t> committed_stamp{0};

@@ -26,6 +26,16 @@ enum class Fam : uint32_t {
   kDevices,    // client id (raw)                  -> DeviceRecord
   kUsers,      // user (raw)                       -> UserRecord
   kMeta,       // kStampKey                        -> U64(last stamp written)
+  // Files (im/files.h): written by the FileStore under its own lock, except kFileRefs (the writer, in the batch
+  // of the message that references the file, and of its recall / removal).
+  kFiles,       // Str(file_id)                    -> FileRecord (an upload in progress or a complete file)
+  kFileBlobs,   // Str(sha256 hex) Str(file_id)    -> empty: the files stored in that content blob
+  kFileRefs,    // Str(file_id) Str(conv) U64(seq) -> empty: a message referencing the file
+  kFileGc,      // U64(due ms) Str(file_id)        -> empty: check this file for references after `due`
+  kFileQuota,   // Str(user)                       -> U64(bytes of the user's files, uploads included)
+  // Push notifications (im/push.h): written by the writer.
+  kPushTokens,  // Str(user) Str(token)            -> PushTokenRecord
+  kSettings,    // Str(user)                       -> UserSettings
   kCount,
 };
 
@@ -58,11 +68,25 @@ std::string HiddenKey(std::string_view user, std::string_view conv, uint64_t seq
 std::string HiddenPrefix(std::string_view user, std::string_view conv);
 
 // Decoders for the trailing components of keys read back from iterators; false if malformed.
+std::string FileKey(std::string_view file_id);
+std::string FileBlobKey(std::string_view sha256_hex, std::string_view file_id);
+std::string FileBlobPrefix(std::string_view sha256_hex);
+std::string FileRefKey(std::string_view file_id, std::string_view conv, uint64_t seq);
+std::string FileRefPrefix(std::string_view file_id);
+std::string FileGcKey(int64_t due_ms, std::string_view file_id);
+std::string FileQuotaKey(std::string_view user);
+std::string PushTokenKey(std::string_view user, std::string_view token);
+std::string SettingsKey(std::string_view user);
+
 bool DecodeMemberUser(std::string_view key, std::string* user);       // kMembers key -> user
 bool DecodeUserConv(std::string_view key, std::string* conv);         // kUserConvs key -> conv
 bool DecodeMessageSeq(std::string_view key, uint64_t* seq);           // kMessages key -> seq
 bool DecodeInboxStamp(std::string_view key, uint64_t* stamp);         // kInbox key -> stamp
 bool DecodeHiddenSeq(std::string_view key, uint64_t* seq);            // kHidden key -> seq
 bool DecodeDedupTtl(std::string_view key, int64_t* ts, std::string* user, std::string* client_msg_id);
+bool DecodeFileRef(std::string_view key, std::string* file_id, std::string* conv, uint64_t* seq);
+bool DecodeFileGc(std::string_view key, int64_t* due_ms, std::string* file_id);
+bool DecodeFileBlob(std::string_view key, std::string* sha256_hex, std::string* file_id);
+bool DecodePushToken(std::string_view key, std::string* user, std::string* token);
 
 }  // namespace parley::im

@@ -7,6 +7,7 @@
 #include <unordered_set>
 #include <vector>
 
+#include "im/files.h"
 #include "im/ids.h"
 
 namespace parley::im {
@@ -143,6 +144,40 @@ void Reader::Summary(const storage::Snapshot* snap, const std::string& user, con
                    c.last ? &c.last->msg() : nullptr);
 }
 
+// Upload slots and download tokens: the file store does the work (it is thread-safe and writes its own
+// records); the reader thread only keeps it off the broker's loops and the writer strand.
+void Reader::Files(const Origin& from, const v1::Request& req) {
+  if (!ctx_.files)
+    return ctx_.RespondError(from, req.req_id(), v1::ERR_UNSUPPORTED, "file transfer is not enabled on this server");
+  v1::Response resp;
+  resp.set_req_id(req.req_id());
+  if (req.has_create_upload()) {
+    FileError e = ctx_.files->CreateSlot(from.user, req.create_upload(), resp.mutable_upload());
+    if (!e.ok()) return ctx_.RespondError(from, req.req_id(), e.code, e.message, e.retry_after_ms);
+  } else {
+    *resp.mutable_file_access() = ctx_.files->Access(from.user);
+  }
+  ctx_.Respond(from, resp);
+}
+
+uint64_t Reader::TotalUnread(const std::string& user) {
+  std::unique_ptr<storage::Snapshot> snap = ctx_.store->GetSnapshot();
+  storage::Status err;
+  storage::IteratorOptions o;
+  o.snapshot = snap.get();
+  o.prefix = UserPrefix(user);
+  auto it = ctx_.store->NewIterator(ctx_.fam(Fam::kUserConvs), o);
+  uint64_t total = 0;
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    std::string id;
+    ConvRead c;
+    if (!DecodeUserConv(it->key(), &id) || !ReadConv(snap.get(), id, &c, &err)) continue;
+    std::optional<st::MemberRecord> me = ReadMember(snap.get(), id, user, &err);
+    if (me) total += ComputeUnread(c.rec, c.count, *me).unread;
+  }
+  return total;
+}
+
 uint64_t Reader::Handle(const Origin& from, const v1::Request& req) {
   switch (req.op_case()) {
     case v1::Request::kSync: Sync(from, req.req_id(), req.sync()); return req.sync().cursor();
@@ -151,6 +186,8 @@ uint64_t Reader::Handle(const Origin& from, const v1::Request& req) {
     case v1::Request::kGetConversation: GetConversation(from, req.req_id(), req.get_conversation()); break;
     case v1::Request::kListMembers: ListMembers(from, req.req_id(), req.list_members()); break;
     case v1::Request::kPresence: GetPresence(from, req.req_id(), req.presence()); break;
+    case v1::Request::kCreateUpload:
+    case v1::Request::kFileAccess: Files(from, req); break;
     default: ctx_.RespondError(from, req.req_id(), v1::ERR_BAD_REQUEST, "not a query");
   }
   return 0;

@@ -24,6 +24,10 @@ class Reader {
   // service records it as the device's delivered position. Otherwise 0.
   uint64_t Handle(const Origin& from, const v1::Request& req);
 
+  // The user's unread count over all their conversations (a push notification's badge), from committed
+  // state. Any thread: it touches nothing but the store.
+  uint64_t TotalUnread(const std::string& user);
+
  private:
   struct ConvRead {
     st::ConvRecord rec;
@@ -55,6 +59,7 @@ class Reader {
   void GetConversation(const Origin& from, const std::string& req_id, const v1::GetConversationReq& req);
   void ListMembers(const Origin& from, const std::string& req_id, const v1::ListMembersReq& req);
   void GetPresence(const Origin& from, const std::string& req_id, const v1::PresenceReq& req);
+  void Files(const Origin& from, const v1::Request& req);  // CreateUploadReq, FileAccessReq
   // Conversation + membership checks shared by the per-conversation queries; answers errors itself. An
   // origin with operator rights may read any conversation: `me` is then nullopt when it is not a member (it
   // sees the whole stream, as nobody's in particular).

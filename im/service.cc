@@ -20,6 +20,8 @@ bool IsQuery(v1::Request::OpCase op) {
     case v1::Request::kGetConversation:
     case v1::Request::kListMembers:
     case v1::Request::kPresence:
+    case v1::Request::kCreateUpload:  // the file store writes its own records: not the writer's
+    case v1::Request::kFileAccess:
       return true;
     default:
       return false;
@@ -55,12 +57,61 @@ ImService::ImService(Options options, storage::Store* store, storage::WriteExecu
 
 ImService::~ImService() { Stop(); }
 
-Status ImService::Start() { return writer_.Start(); }
+Status ImService::EnableFiles(FilesOptions options) {
+  auto files = std::make_unique<FileStore>(std::move(options), ctx_.store, ctx_.fam, ctx_.clock);
+  if (Status st = files->Open(); !st.ok()) return st;
+  files_ = std::move(files);
+  ctx_.files = files_.get();
+  return Status::Ok();
+}
+
+Status ImService::EnablePush(PushOptions options) {
+  if (Status st = PushDispatcher::Validate(options); !st.ok()) return st;
+  PushDispatcher::Lookups lookups;
+  lookups.user = [this](const std::string& user) { return PushInfo(user); };
+  lookups.badge = [this](const std::string& user) { return reader_.TotalUnread(user); };
+  push_ = std::make_unique<PushDispatcher>(std::move(options), std::move(lookups), ctx_.clock);
+  ctx_.push = push_.get();
+  return Status::Ok();
+}
+
+PushUserInfo ImService::PushInfo(const std::string& user) {
+  PushUserInfo info;
+  storage::IteratorOptions io;
+  io.prefix = UserPrefix(user);
+  auto it = ctx_.store->NewIterator(ctx_.fam(Fam::kPushTokens), io);
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    std::string u, token;
+    st::PushTokenRecord rec;
+    if (!DecodePushToken(it->key(), &u, &token) ||
+        !rec.ParseFromArray(it->value().data(), static_cast<int>(it->value().size())))
+      continue;
+    info.targets.push_back({rec.provider(), std::move(token), rec.platform()});
+  }
+  if (!it->status().ok()) spdlog::warn("im: push tokens of {} unreadable: {}", user, it->status().ToString());
+  auto v = ctx_.store->Get(ctx_.fam(Fam::kSettings), SettingsKey(user));
+  st::UserSettings s;
+  if (v.ok() && v.value() && s.ParseFromString(*v.value())) {
+    info.preview = s.push_preview();
+    info.mentions_when_muted = s.push_mentions_when_muted();
+  }
+  return info;
+}
+
+Status ImService::Start() {
+  if (Status st = writer_.Start(); !st.ok()) return st;
+  if (files_) files_->Start();
+  if (push_) push_->Start();
+  return Status::Ok();
+}
 
 void ImService::Stop() {
   stopped_ = true;
   reader_queue_.Stop();
   strand_.Stop();
+  // After the strand: nothing enqueues pushes or pins files any more.
+  if (push_) push_->Stop();
+  if (files_) files_->Stop();
 }
 
 void ImService::OnStart(broker::BrokerServices& broker) { ctx_.broker = &broker; }
@@ -179,7 +230,11 @@ void ImService::Route(Origin from, std::shared_ptr<v1::Request> req) {
   }
 }
 
-void ImService::CollectMetrics(std::vector<metrics::Family>& out) const { ctx_.metrics.Collect(out); }
+void ImService::CollectMetrics(std::vector<metrics::Family>& out) const {
+  ctx_.metrics.Collect(out);
+  if (files_) files_->CollectMetrics(out);
+  if (push_) push_->CollectMetrics(out);
+}
 
 void ImService::OnTick() {
   if (stopped_ || tick_queued_.exchange(true)) return;  // one tick in the queue at a time

@@ -13,6 +13,8 @@
 
 #include "broker/api/hooks.h"
 #include "im/context.h"
+#include "im/files.h"
+#include "im/push.h"
 #include "im/reader.h"
 #include "im/task_queue.h"
 #include "im/writer.h"
@@ -28,7 +30,15 @@ class ImService final : public broker::Hooks {
   // Stop().
   ~ImService() override;
 
-  // Reads what the IM layer needs from disk. Before Broker::AddHooks.
+  // Optional parts, before Start(): file transfer (the FileStore opens its directory here) and push
+  // notifications (a dispatcher thread per Start). Errors name what is wrong.
+  Status EnableFiles(FilesOptions options);
+  Status EnablePush(PushOptions options);
+  // The file store, for its HTTP routes (FileStore::AddRoutes); null unless enabled.
+  FileStore* files() { return files_.get(); }
+
+  // Reads what the IM layer needs from disk, starts the file collector and the push dispatcher. Before
+  // Broker::AddHooks.
   Status Start();
   // Finishes the work already queued and stops the threads; later hooks are ignored. Call after the broker has
   // stopped serving and BEFORE the executor shuts down... or after: either order is safe, but requests whose
@@ -64,7 +74,12 @@ class ImService final : public broker::Hooks {
   // Posts a decoded request to the reader (queries) or the writer strand (everything else).
   void Route(Origin from, std::shared_ptr<v1::Request> req);
 
+  // The push dispatcher's look-ups (its own thread): a user's registrations and settings, and the badge.
+  PushUserInfo PushInfo(const std::string& user);
+
   Context ctx_;
+  std::unique_ptr<FileStore> files_;
+  std::unique_ptr<PushDispatcher> push_;
   TaskQueue strand_;
   TaskQueue reader_queue_;
   Writer writer_;

@@ -52,6 +52,7 @@ void FillConversation(v1::Conversation* out, std::string_view conv_id, const st:
   out->set_min_seq(VisibleFrom(conv, *me));
   out->set_read_seq(me->read_seq());
   out->set_recv_seq(me->recv_seq());
+  out->set_muted_until(me->muted_until());
   const UnreadCounts u = ComputeUnread(conv, count, *me);
   out->set_unread(u.unread);
   out->set_mentions(u.mentions);

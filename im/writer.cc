@@ -5,7 +5,9 @@
 #include <algorithm>
 #include <set>
 
+#include "im/files.h"
 #include "im/ids.h"
+#include "im/push.h"
 #include "im/topics.h"
 #include "im/writer_internal.h"
 
@@ -328,7 +330,10 @@ Writer::Then Writer::AckThenDeliver(const Reply& r, const v1::Ack& ack, const st
     ctx_.Respond(r.origin, resp);
     if (!dedup_key.empty()) FinishDedup(dedup_key, &ack, nullptr);
     storage::Status err;
-    if (ConvState* c = Conv(ack.conv_id(), &err)) Deliver(*c, entry, r.origin.device);
+    if (ConvState* c = Conv(ack.conv_id(), &err)) {
+      Deliver(*c, entry, r.origin.device);
+      QueuePushes(*c, entry);
+    }
   };
 }
 
@@ -437,6 +442,10 @@ void Writer::Handle(const Origin& from, v1::Request& req) {
       return ChangeGroup(r, req.set_role().conv_id(), std::move(ch));
     }
     case v1::Request::kTyping: return Typing(from, req.typing());
+    case v1::Request::kRegisterPush: return RegisterPush(r, req.register_push());
+    case v1::Request::kUnregisterPush: return UnregisterPush(r, req.unregister_push());
+    case v1::Request::kPushSettings: return PushSettings(r, req.push_settings());
+    case v1::Request::kMute: return Mute(r, req.mute());
     default:
       ctx_.RespondError(from, req.req_id(), v1::ERR_BAD_REQUEST, "not a write operation");
   }
@@ -474,6 +483,13 @@ void Writer::Send(const Reply& r, v1::SendReq& req) {
   if (!c) return;
   if (req.reply_to() > c->max_seq)
     return ctx_.RespondError(r.origin, r.req_id, v1::ERR_BAD_REQUEST, "reply_to is past the newest seq");
+  // Attachments naming an uploaded file: it must be complete and the sender's to share; its details come from
+  // the file's record, and it stays pinned (safe from garbage collection) until the reference is durable.
+  std::vector<std::string> pinned;
+  if (ctx_.files && req.attachments_size() > 0) {
+    FileError fe = ctx_.files->PinAttachments(r.origin.user, req.mutable_attachments(), &pinned);
+    if (!fe.ok()) return ctx_.RespondError(r.origin, r.req_id, fe.code, fe.message);
+  }
 
   const uint64_t stamp = NextStamp();
   v1::Message m;
@@ -492,6 +508,7 @@ void Writer::Send(const Reply& r, v1::SendReq& req) {
   WriteBatch b;
   st::StoredMessage stored = AppendEntry(*c, std::move(m), stamp, b);
   const uint64_t seq = stored.msg().seq();
+  PutFileRefs(stored.msg(), b);
   // Sending reads the conversation up to the new message: your own messages are never unread. (A system
   // message has no sender among the members.)
   if (!system) {
@@ -514,8 +531,13 @@ void Writer::Send(const Reply& r, v1::SendReq& req) {
 
   const std::string key = dedup_user + '\0' + dedup_id;
   v1::Message entry = stored.msg();
-  Commit(c, std::move(b), {{seq, std::move(stored)}},
-         AckThenDeliver(r, ack, key, std::move(entry)));
+  Then then = AckThenDeliver(r, ack, key, std::move(entry));
+  if (!pinned.empty())
+    then = [this, pinned = std::move(pinned), then = std::move(then)](const storage::Status& s) {
+      then(s);
+      ctx_.files->Unpin(pinned);
+    };
+  Commit(c, std::move(b), {{seq, std::move(stored)}}, std::move(then));
 }
 
 void Writer::Edit(const Reply& r, v1::EditReq& req) {
@@ -628,11 +650,12 @@ void Writer::Recall(const Reply& r, v1::RecallReq& req) {
   t.clear_text();
   t.clear_body();
   t.clear_content_type();
-  t.clear_attachments();
   t.clear_mentions();
   t.clear_versions();
   target->set_stamp(stamp);
   WriteBatch b;
+  DropFileRefs(*target, b);  // before its attachments are cleared below
+  t.clear_attachments();
   b.Put(ctx_.fam(Fam::kMessages), MessageKey(c->id, t.seq()), target->SerializeAsString());
   // ...and from the MSG_EDIT entries that carried its later contents.
   std::vector<std::pair<uint64_t, st::StoredMessage>> scrubbed;

@@ -119,6 +119,19 @@ class Writer {
   void ChangeGroup(const Reply& r, const std::string& conv_id, v1::MemberChange change);
   void Typing(const Origin& from, const v1::TypingReq& req);
 
+  // ---- files and push (writer_push.cc)
+  // A reference row per attachment naming an uploaded file (kFileRefs), so the file is kept while the message
+  // exists; DropFileRefs removes them when the message's content goes (recall, retention) and asks the file
+  // store to check the file for garbage collection later.
+  void PutFileRefs(const v1::Message& m, storage::WriteBatch& b);
+  void DropFileRefs(const st::StoredMessage& stored, storage::WriteBatch& b);
+  // A durable countable entry: a push job for every member with no device online (docs/push.md).
+  void QueuePushes(const ConvState& c, const v1::Message& entry);
+  void RegisterPush(const Reply& r, const v1::RegisterPushReq& req);
+  void UnregisterPush(const Reply& r, const v1::UnregisterPushReq& req);
+  void PushSettings(const Reply& r, const v1::PushSettingsReq& req);
+  void Mute(const Reply& r, const v1::MuteReq& req);
+
   // Dedup of sends / edits / recalls by (user, client_msg_id). True if answered (a duplicate, or attached to
   // the same send in flight). System messages use the user "" (no IM user has that name) and the id
   // SystemDedupId(conv, client_msg_id): an operator's ids are scoped per conversation.
@@ -151,6 +164,9 @@ class Writer {
     double tokens = 0;
     SteadyTime at{};
   };
+  // Push settings written by batches in flight (user -> newest settings, batches holding them), so that two
+  // quick changes do not overwrite each other with what the disk held before the first.
+  std::unordered_map<std::string, std::pair<st::UserSettings, int>> pending_settings_;
   std::unordered_map<std::string, Bucket> buckets_;  // per user
   std::unordered_map<std::string, SteadyTime> typing_last_;  // user + '\0' + conv
 

@@ -266,6 +266,17 @@ void Writer::SweepRetention(int64_t now_ms) {
     auto* rec = c->rec.mutable_recalled();
     rec->erase(std::remove_if(rec->begin(), rec->end(), [&](uint64_t s) { return s < floor; }), rec->end());
     WriteBatch b;
+    if (ctx_.files) {  // the removed messages' file references go with them
+      storage::IteratorOptions io;
+      io.prefix = MessagesPrefix(id);
+      auto it = ctx_.store->NewIterator(ctx_.fam(Fam::kMessages), io);
+      for (it->Seek(MessageKey(id, from)); it->Valid(); it->Next()) {
+        st::StoredMessage m;
+        if (!m.ParseFromArray(it->value().data(), static_cast<int>(it->value().size()))) continue;
+        if (m.msg().seq() >= floor) break;
+        DropFileRefs(m, b);
+      }
+    }
     b.DeleteRange(ctx_.fam(Fam::kMessages), MessageKey(id, from), MessageKey(id, floor));
     b.Put(ctx_.fam(Fam::kConvs), ConvKey(id), c->rec.SerializeAsString());
     Commit(c, std::move(b), {}, [id](const storage::Status& s) {

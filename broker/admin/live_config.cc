@@ -244,6 +244,30 @@ std::map<std::string, std::string> FlattenConfig(const Config& c) {
   m["admin.token_file"] = c.admin.token_file;
   m["admin.metrics_public"] = Str(c.admin.metrics_public);
   FlattenTls(m, "admin.tls", c.admin.tls);
+  m["files.enabled"] = Str(c.files.enabled);
+  m["files.bind"] = c.files.bind;
+  m["files.port"] = Str(c.files.port);
+  m["files.public_url"] = c.files.public_url;
+  m["files.max_file_size"] = Str(c.files.max_file_size);
+  m["files.user_quota"] = Str(c.files.user_quota);
+  std::string types;
+  for (const std::string& t : c.files.allowed_types) types += t + ",";
+  m["files.allowed_types"] = types;
+  m["files.upload_expiry"] = Str(c.files.upload_expiry);
+  m["files.gc_grace"] = Str(c.files.gc_grace);
+  m["files.gc_interval"] = Str(c.files.gc_interval);
+  m["files.token_ttl"] = Str(c.files.token_ttl);
+  m["files.max_connections"] = Str(c.files.max_connections);
+  FlattenTls(m, "files.tls", c.files.tls);
+  m["push.collapse_window"] = Str(c.push.collapse_window);
+  m["push.preview_max_chars"] = Str(c.push.preview_max_chars);
+  for (const auto& [name, p] : {std::pair{"webhook", &c.push.webhook}, std::pair{"gorush", &c.push.gorush}}) {
+    const std::string k = std::string("push.") + name;
+    if (!*p) continue;
+    m[k + ".url"] = (*p)->url;
+    m[k + ".timeout"] = Str((*p)->timeout);
+    m[k + ".topic"] = (*p)->topic;
+  }
   m["alerts.interval"] = Str(c.alerts.interval);
   m["alerts.webhook_url"] = c.alerts.webhook_url;
   m["alerts.webhook_timeout"] = Str(c.alerts.webhook_timeout);

@@ -691,20 +691,108 @@ void ReadLog(Errors& errors, const toml::table& t, Log* log) {
   r.Finish();
 }
 
+void ReadBind(TableReader& r, std::string* bind);
+
 void ReadAdmin(Errors& errors, const toml::table& t, Admin* admin) {
   TableReader r(errors, t, "admin");
   r.Bool("enabled", &admin->enabled);
-  if (const toml::node* n = r.String("bind", &admin->bind)) {
-    in6_addr a6{};
-    in_addr a4{};
-    if (inet_pton(AF_INET, admin->bind.c_str(), &a4) != 1 && inet_pton(AF_INET6, admin->bind.c_str(), &a6) != 1)
-      r.Error(*n, "bind", "must be an IPv4 or IPv6 address literal such as \"127.0.0.1\" or \"::1\" (got " +
-                              QuoteForMessage(admin->bind) + ")");
-  }
+  ReadBind(r, &admin->bind);
   r.Integer("port", 0, 65535, &admin->port);
   r.String("token_file", &admin->token_file);
   r.Bool("metrics_public", &admin->metrics_public);
   if (const toml::table* tt = r.Table("tls")) admin->tls = ReadTls(errors, *tt, "admin.tls");
+  r.Finish();
+}
+
+// An address literal for a listener's `bind`; reports the error itself.
+void ReadBind(TableReader& r, std::string* bind) {
+  if (const toml::node* n = r.String("bind", bind)) {
+    in6_addr a6{};
+    in_addr a4{};
+    if (inet_pton(AF_INET, bind->c_str(), &a4) != 1 && inet_pton(AF_INET6, bind->c_str(), &a6) != 1)
+      r.Error(*n, "bind", "must be an IPv4 or IPv6 address literal such as \"127.0.0.1\" or \"::1\" (got " +
+                              QuoteForMessage(*bind) + ")");
+  }
+}
+
+bool IsHttpUrl(std::string_view u) {
+  return (u.rfind("http://", 0) == 0 || u.rfind("https://", 0) == 0) && u.size() > 8 &&
+         std::none_of(u.begin(), u.end(), [](char c) { return c <= 0x20 || c == 0x7f; });
+}
+
+// A MIME type pattern: "type/subtype", "type/*" or "*/*" (token characters of RFC 9110).
+bool IsTypePattern(std::string_view s) {
+  auto token = [](std::string_view t) {
+    return !t.empty() && std::all_of(t.begin(), t.end(), [](char c) {
+      return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+             std::string_view("!#$&-^_.+").find(c) != std::string_view::npos;
+    });
+  };
+  const size_t slash = s.find('/');
+  if (slash == std::string_view::npos) return false;
+  const std::string_view type = s.substr(0, slash), sub = s.substr(slash + 1);
+  if (type == "*") return sub == "*";
+  return token(type) && (sub == "*" || token(sub));
+}
+
+void ReadFiles(Errors& errors, const toml::table& t, Files* f) {
+  TableReader r(errors, t, "files");
+  constexpr uint64_t kYear = 366 * kDay;
+  r.Bool("enabled", &f->enabled);
+  ReadBind(r, &f->bind);
+  r.Integer("port", 0, 65535, &f->port);
+  if (const toml::node* n = r.String("public_url", &f->public_url)) {
+    if (!f->public_url.empty() && (!IsHttpUrl(f->public_url) || f->public_url.find_first_of("?#") != std::string::npos))
+      r.Error(*n, "public_url", "must be an http:// or https:// URL without spaces, query or fragment (got " +
+                                    QuoteForMessage(f->public_url) + ")");
+    while (!f->public_url.empty() && f->public_url.back() == '/') f->public_url.pop_back();
+  }
+  r.Size("max_file_size", 1, uint64_t{1} << 40, &f->max_file_size);
+  r.Size("user_quota", 0, std::numeric_limits<uint64_t>::max(), &f->user_quota);
+  if (const toml::node* n = r.Find("allowed_types")) {
+    r.StringArray("allowed_types", &f->allowed_types);
+    for (const std::string& p : f->allowed_types)
+      if (!IsTypePattern(p))
+        r.Error(*n, "allowed_types", "each entry must be a media type such as \"image/png\", \"image/*\" or \"*/*\" (got " +
+                                         QuoteForMessage(p) + ")");
+  }
+  std::optional<uint64_t> ms;
+  auto seconds = [&](std::string_view key, uint64_t lo_ms, Seconds* out) {
+    if (r.Duration(key, lo_ms, kYear, /*whole_seconds=*/true, /*allow_none=*/false, &ms))
+      *out = Seconds(static_cast<int64_t>(*ms / 1000));
+  };
+  seconds("upload_expiry", 60'000, &f->upload_expiry);
+  seconds("gc_grace", 0, &f->gc_grace);
+  seconds("gc_interval", 1000, &f->gc_interval);
+  seconds("token_ttl", 60'000, &f->token_ttl);
+  r.Integer("max_connections", 1, 100'000, &f->max_connections);
+  if (const toml::table* tt = r.Table("tls")) f->tls = ReadTls(errors, *tt, "files.tls");
+  r.Finish();
+}
+
+PushProvider ReadPushProvider(Errors& errors, const toml::table& t, const std::string& path, bool gorush) {
+  TableReader r(errors, t, path);
+  PushProvider p;
+  if (const toml::node* n = r.String("url", &p.url)) {
+    if (!IsHttpUrl(p.url)) r.Error(*n, "url", "must be an http:// or https:// URL without spaces (got " + QuoteForMessage(p.url) + ")");
+  } else if (!t.contains("url")) {
+    r.Missing("url", gorush ? "required: the gorush server, e.g. \"http://127.0.0.1:8088\" (Parley posts to <url>/api/push)"
+                            : "required: where Parley POSTs push jobs");
+  }
+  std::optional<uint64_t> ms;
+  if (r.Duration("timeout", 100, 600'000, false, false, &ms)) p.timeout = Milliseconds(*ms);
+  if (gorush) r.String("topic", &p.topic);
+  r.Finish();
+  return p;
+}
+
+void ReadPush(Errors& errors, const toml::table& t, Push* push) {
+  TableReader r(errors, t, "push");
+  std::optional<uint64_t> ms;
+  if (r.Duration("collapse_window", 0, 3'600'000, false, false, &ms)) push->collapse_window = Milliseconds(*ms);
+  r.Integer("preview_max_chars", 0, 4096, &push->preview_max_chars);
+  if (const toml::table* tt = r.Table("webhook")) push->webhook = ReadPushProvider(errors, *tt, "push.webhook", false);
+  if (const toml::table* tt = r.Table("gorush")) push->gorush = ReadPushProvider(errors, *tt, "push.gorush", true);
   r.Finish();
 }
 
@@ -838,6 +926,8 @@ Result<Config> Parse(std::string_view text, const std::string& name, const fs::p
   if (const toml::table* t = root.Table("im")) ReadIm(errors, *t, &config.im);
   if (const toml::table* t = root.Table("admin")) ReadAdmin(errors, *t, &config.admin);
   if (const toml::table* t = root.Table("alerts")) ReadAlerts(errors, *t, &config.alerts);
+  if (const toml::table* t = root.Table("files")) ReadFiles(errors, *t, &config.files);
+  if (const toml::table* t = root.Table("push")) ReadPush(errors, *t, &config.push);
   root.Finish();
   if (!errors.empty()) return errors.ToStatus();
 
@@ -851,6 +941,11 @@ Result<Config> Parse(std::string_view text, const std::string& name, const fs::p
     ResolvePath(base_dir, &config.auth.jwt->public_key_file);
   }
   ResolvePath(base_dir, &config.admin.token_file);
+  if (config.files.tls) {
+    ResolvePath(base_dir, &config.files.tls->cert_file);
+    ResolvePath(base_dir, &config.files.tls->key_file);
+    ResolvePath(base_dir, &config.files.tls->ca_file);
+  }
   if (config.admin.tls) {
     ResolvePath(base_dir, &config.admin.tls->cert_file);
     ResolvePath(base_dir, &config.admin.tls->key_file);

@@ -186,6 +186,45 @@ struct Admin {
   friend bool operator==(const Admin&, const Admin&) = default;
 };
 
+// [files]: file uploads (tus 1.0) and downloads for the IM layer, on their own HTTP listener (docs/files.md).
+// Needs storage (the files live under <data_dir>/files).
+struct Files {
+  bool enabled = true;
+  std::string bind = "127.0.0.1";
+  uint16_t port = 8081;               // 0 = any free port (tests)
+  std::string public_url;             // prefix of the URLs handed to clients; "" = relative ("/files/v1/...")
+  uint64_t max_file_size = 100ull << 20;
+  uint64_t user_quota = 1ull << 30;   // 0 = no quota
+  std::vector<std::string> allowed_types;  // "image/*", "application/pdf"; empty = any
+  Seconds upload_expiry{24 * 3600};
+  Seconds gc_grace{24 * 3600};
+  Seconds gc_interval{600};
+  Seconds token_ttl{3600};
+  uint32_t max_connections = 1024;
+  std::optional<Tls> tls;             // [files.tls]: HTTPS
+
+  friend bool operator==(const Files&, const Files&) = default;
+};
+
+// [push.webhook], [push.gorush]: one push provider (docs/push.md).
+struct PushProvider {
+  std::string url;
+  Milliseconds timeout{5000};
+  std::string topic;  // gorush: the APNs topic (the app's bundle id)
+
+  friend bool operator==(const PushProvider&, const PushProvider&) = default;
+};
+
+// [push]: push notifications for users with no device online. Off until a provider is configured.
+struct Push {
+  Milliseconds collapse_window{3000};
+  uint32_t preview_max_chars = 100;
+  std::optional<PushProvider> webhook;
+  std::optional<PushProvider> gorush;
+
+  friend bool operator==(const Push&, const Push&) = default;
+};
+
 // [[alerts.rule]]: a condition over one metric family (docs/operations.md, "Alerts").
 struct AlertRule {
   std::string name;                   // unique
@@ -225,6 +264,8 @@ struct Config {
   Log log;
   Admin admin;
   Alerts alerts;
+  Files files;
+  Push push;
   std::string source_path;          // file the config came from ("" = built-in default); absolute
                                     // when loaded by LoadConfigFile, source_name for ParseConfig
   // Messages for the operator, one line each, that parleyd logs at startup (spdlog::warn) and that do not stop

@@ -97,6 +97,38 @@ parley::im::Options ToImOptions(const parley::config::Im& c) {
   return o;
 }
 
+parley::im::FilesOptions ToFilesOptions(const parley::config::Files& c, const std::string& data_dir) {
+  parley::im::FilesOptions o;
+  o.enabled = c.enabled;
+  o.dir = (std::filesystem::path(data_dir) / "files").string();
+  o.max_file_size = c.max_file_size;
+  o.user_quota = c.user_quota;
+  o.allowed_types = c.allowed_types;
+  o.upload_expiry = c.upload_expiry;
+  o.gc_grace = c.gc_grace;
+  o.gc_interval = c.gc_interval;
+  o.token_ttl = c.token_ttl;
+  o.public_url = c.public_url;
+  return o;
+}
+
+parley::im::PushOptions ToPushOptions(const parley::config::Push& c) {
+  parley::im::PushOptions o;
+  auto provider = [](const parley::config::PushProvider& p) {
+    parley::im::PushProviderOptions po;
+    po.url = p.url;
+    po.timeout = p.timeout;
+    po.topic = p.topic;
+    return po;
+  };
+  if (c.webhook) o.webhook = provider(*c.webhook);
+  if (c.gorush) o.gorush = provider(*c.gorush);
+  o.collapse_window = c.collapse_window;
+  o.preview_max_chars = c.preview_max_chars;
+  o.version = parley::broker::kParleyVersion;
+  return o;
+}
+
 int Fail(const std::string& msg) {
   std::fprintf(stderr, "parleyd: %s\n", msg.c_str());
   return 2;
@@ -219,6 +251,7 @@ int main(int argc, char** argv) {
   std::string bind;
   int workers = -1;
   int admin_port = -1;
+  int files_port = -1;
   std::string log_level;
   app.add_option("-c,--config", config_path, "Configuration file: TOML, or a Mosquitto mosquitto.conf "
                                               "(docs/migrating-from-mosquitto.md); without it the embedded "
@@ -229,6 +262,8 @@ int main(int argc, char** argv) {
   app.add_option("--bind", bind, "Address of the first MQTT listener (0.0.0.0 or :: for all interfaces)");
   app.add_option("--data-dir", data_dir, "Storage directory");
   app.add_option("--admin-port", admin_port, "Port of the admin API (0 = any free port)")->check(CLI::Range(0, 65535));
+  app.add_option("--files-port", files_port, "Port of the file upload/download listener (0 = any free port)")
+      ->check(CLI::Range(0, 65535));
   app.add_option("--workers", workers, "Worker threads (0 = one per core)")->check(CLI::Range(0, 1024));
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error, critical or off");
   app.set_version_flag("--version", std::string("parleyd ") + parley::broker::kParleyVersion);
@@ -248,6 +283,7 @@ int main(int argc, char** argv) {
     if (workers >= 0) c.workers = workers;
     if (!log_level.empty()) c.log.level = log_level;
     if (admin_port >= 0) c.admin.port = static_cast<uint16_t>(admin_port);
+    if (files_port >= 0) c.files.port = static_cast<uint16_t>(files_port);
     for (auto& l : c.listeners) {
       if (l.protocol != "mqtt") continue;
       if (port >= 0) l.port = static_cast<uint16_t>(port);
@@ -358,6 +394,16 @@ int main(int argc, char** argv) {
   if (cfg.im.enabled) {
     im = std::make_unique<parley::im::ImService>(ToImOptions(cfg.im), store.get(), executor.get(), im_base,
                                                  parley::SystemClock::Instance());
+    // Files need a directory that survives restarts, as their metadata does: only with storage.
+    if (cfg.files.enabled && !cfg.storage.enabled) {
+      spdlog::warn("files: disabled because storage is disabled (file transfer keeps its files under the data dir)");
+    } else if (cfg.files.enabled) {
+      if (auto st = im->EnableFiles(ToFilesOptions(cfg.files, cfg.data_dir)); !st.ok())
+        return Fail("files: " + st.message());
+    }
+    if (cfg.push.webhook || cfg.push.gorush) {
+      if (auto st = im->EnablePush(ToPushOptions(cfg.push)); !st.ok()) return Fail("push: " + st.message());
+    }
     if (auto st = im->Start(); !st.ok()) return Fail("cannot start the IM layer: " + st.message());
     broker.AddHooks(im.get());
     spdlog::info("im: enabled (topics $im/v1/...)");
@@ -471,6 +517,27 @@ int main(int argc, char** argv) {
     }
     if (auto st = admin->Listen(); !st.ok()) return Fail(st.message());
   }
+  // File uploads and downloads (docs/files.md): their own listener, reachable by the apps, separate from the
+  // admin API (which stays on loopback with its token).
+  std::unique_ptr<parley::net::HttpServer> files_http;
+  if (im && im->files()) {
+    parley::net::HttpServerOptions o;
+    o.name = "files";
+    o.bind = cfg.files.bind;
+    o.port = cfg.files.port;
+    o.public_paths.clear();  // no bearer token: each route checks its own upload or download token
+    o.max_connections = cfg.files.max_connections;
+    o.max_body = 64 * 1024;  // non-streaming requests (creation, termination) carry no real body
+    if (cfg.files.tls) {
+      auto ctx = MakeTls(*cfg.files.tls, "files");
+      if (!ctx.ok()) return Fail(ctx.status().message());
+      o.tls = std::move(ctx.value());
+    }
+    files_http = std::make_unique<parley::net::HttpServer>(std::move(o));
+    im->files()->AddRoutes(*files_http);
+    if (auto st = files_http->Listen(); !st.ok()) return Fail(st.message());
+  }
+
   live.AddStep([&server, &admin](const Config& running, const Config& next, parley::admin::ReloadReport& report) {
     ReloadTls(running, next, server, admin.get(), report);
   });
@@ -487,10 +554,13 @@ int main(int argc, char** argv) {
   server.Start();
   alert_engine.Start();
   if (admin) admin->Start();
+  if (files_http) files_http->Start();
   for (size_t i = 0; i < specs.size(); ++i)
     spdlog::info("listening on {}:{} ({}, {})", specs[i].bind, server.BoundPort(i), specs[i].name,
                  parley::net::ListenerProtocolName(specs[i].protocol));
   if (admin) spdlog::info("admin API on {}://{}:{}", cfg.admin.tls ? "https" : "http", cfg.admin.bind, admin->port());
+  if (files_http)
+    spdlog::info("files on {}://{}:{}", cfg.files.tls ? "https" : "http", cfg.files.bind, files_http->port());
   spdlog::info("parleyd {} started with {} workers", parley::broker::kParleyVersion, nworkers);
 
   for (;;) {
@@ -510,6 +580,7 @@ int main(int argc, char** argv) {
   alert_engine.Stop();
   server.Stop();
   if (admin) admin->Stop();
+  if (files_http) files_http->Stop();  // uploads in progress keep what they have sent (tus resumes them)
   if (im) im->Stop();  // finishes queued IM work (its writes go to the executor)
   if (executor) executor->Shutdown();  // every accepted write reaches the disk; then nothing calls back
   spdlog::info("stopped");

@@ -28,8 +28,10 @@ class Broker:
         self.config.write_text(config_text)
         self.logfile = self.dir / "broker.log"
         self.args = [PARLEYD, "--config", str(self.config), "--port", "0", "--admin-port", "0",
+                     "--files-port", "0",
                      "--data-dir", str(self.dir / "data"), *extra_args]
         self.admin_port = None
+        self.files_port = None  # the file upload/download listener (IM files), when enabled
         self.proc = None
         self.port = None
         self.preexec_fn = preexec_fn  # run in the child before exec (e.g. to lower its open-file limit)
@@ -49,6 +51,8 @@ class Broker:
                 self.port = int(m.group(1))
                 a = re.search(r"admin API on https?://[^ ]+:(\d+)", text)
                 self.admin_port = int(a.group(1)) if a else None
+                f = re.search(r"files on https?://[^ ]+:(\d+)", text)
+                self.files_port = int(f.group(1)) if f else None
                 return
             if self.proc.poll() is not None:
                 raise RuntimeError("parleyd exited: " + self.log())

@@ -6,8 +6,11 @@
   queue, `get()` / `expect_none()` poll with deadlines.
 - `wait_for(pred, timeout)` polls a condition.
 """
+import pathlib
 import queue
+import shutil
 import socket
+import subprocess
 import struct
 import threading
 import time
@@ -936,3 +939,24 @@ def net_clients():
     yield factory
     for c in made:
         c.stop()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Node.js clients (tests/js: MQTT.js, tus-js-client; pinned in package.json / package-lock.json)
+
+JS_DIR = pathlib.Path(__file__).resolve().parents[1] / "js"
+
+
+def js_dir(module):
+    """tests/js with its node_modules installed (npm ci from package-lock.json when `module` is missing)."""
+    if shutil.which("node") is None:
+        pytest.fail("node is not on PATH: the Node.js client tests need Node.js (>= 18)")
+    if not (JS_DIR / "node_modules" / module / "package.json").exists():
+        npm = shutil.which("npm")
+        if npm is None:
+            pytest.fail("npm is not on PATH: cannot install tests/js (npm ci)")
+        r = subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=JS_DIR, capture_output=True, text=True,
+                           timeout=600)
+        if r.returncode != 0:
+            pytest.fail("npm ci in %s failed (exit %d):\n%s\n%s" % (JS_DIR, r.returncode, r.stdout, r.stderr))
+    return JS_DIR

@@ -6,7 +6,6 @@ import hashlib
 import json
 import os
 import pathlib
-import shutil
 import socket
 import struct
 import subprocess
@@ -15,10 +14,9 @@ import time
 import pytest
 
 from helpers import (CONNACK, PINGRESP, PUBACK, PUBLISH, SUBACK, V311, V5, Packet, clients,  # noqa: F401
-                     listener_ports, mqtt_connect, mqtt_pingreq, mqtt_publish, mqtt_subscribe, net_clients,
+                     js_dir, listener_ports, mqtt_connect, mqtt_pingreq, mqtt_publish, mqtt_subscribe, net_clients,
                      tls_socket, unique_id)
 
-JS_DIR = pathlib.Path(__file__).resolve().parents[1] / "js"
 GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 
@@ -411,19 +409,8 @@ def test_text_frame_closes_with_1003(ws_broker):
 
 @pytest.fixture(scope="session")
 def mqttjs():
-    """Path of tests/js with its node_modules installed (npm ci from package-lock.json when missing)."""
-    node = shutil.which("node")
-    if node is None:
-        pytest.fail("node is not on PATH: the MQTT.js tests need Node.js (>= 18)")
-    if not (JS_DIR / "node_modules" / "mqtt" / "package.json").exists():
-        npm = shutil.which("npm")
-        if npm is None:
-            pytest.fail("npm is not on PATH: cannot install tests/js (npm ci)")
-        r = subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=JS_DIR, capture_output=True, text=True,
-                           timeout=600)
-        if r.returncode != 0:
-            pytest.fail("npm ci in %s failed (exit %d):\n%s\n%s" % (JS_DIR, r.returncode, r.stdout, r.stderr))
-    return JS_DIR
+    """Path of tests/js with its node_modules installed."""
+    return js_dir("mqtt")
 
 
 def run_mqttjs(js_dir, **cfg):

@@ -607,6 +607,20 @@ const char* const kAllKeys[] = {
     "admin.port",
     "admin.token_file",
     "admin.metrics_public",
+    "files.enabled",
+    "files.bind",
+    "files.port",
+    "files.public_url",
+    "files.max_file_size",
+    "files.user_quota",
+    "files.allowed_types",
+    "files.upload_expiry",
+    "files.gc_grace",
+    "files.gc_interval",
+    "files.token_ttl",
+    "files.max_connections",
+    "push.collapse_window",
+    "push.preview_max_chars",
     "alerts.interval",
     "alerts.webhook_url",
     "alerts.webhook_timeout",
@@ -812,6 +826,69 @@ TEST_CASE("NUL characters and control bytes") {
   CHECK(msg.find('\x01') == std::string::npos);
   CHECK(msg.find('\n') == std::string::npos);
   CHECK(ErrorOf("a = i\n").find('\n') == std::string::npos);
+}
+
+TEST_CASE("[files] and [push]") {
+  const std::string base(kListener);
+  const Config d = Parsed(base);
+  CHECK(d.files.enabled);
+  CHECK(d.files.port == 8081);
+  CHECK(d.files.max_file_size == 100ull << 20);
+  CHECK_FALSE(d.push.webhook);
+  CHECK_FALSE(d.push.gorush);
+
+  const Config c = Parsed(base + R"([files]
+bind = "::1"
+port = 9000
+public_url = "https://chat.example.com:9000/"
+max_file_size = "5MiB"
+user_quota = 0
+allowed_types = ["image/*", "application/pdf", "*/*"]
+upload_expiry = "2h"
+gc_grace = "0s"
+gc_interval = "30s"
+token_ttl = "10m"
+max_connections = 10
+[push]
+collapse_window = "0s"
+preview_max_chars = 20
+[push.gorush]
+url = "http://127.0.0.1:8088"
+topic = "com.example.app"
+timeout = "2s"
+[push.webhook]
+url = "https://push.example.com/hook"
+)");
+  CHECK(c.files.bind == "::1");
+  CHECK(c.files.port == 9000);
+  CHECK(c.files.public_url == "https://chat.example.com:9000");  // the trailing slash is dropped
+  CHECK(c.files.max_file_size == 5ull << 20);
+  CHECK(c.files.user_quota == 0);
+  CHECK(c.files.allowed_types == std::vector<std::string>{"image/*", "application/pdf", "*/*"});
+  CHECK(c.files.upload_expiry == std::chrono::seconds(7200));
+  CHECK(c.files.gc_grace == std::chrono::seconds(0));
+  CHECK(c.files.token_ttl == std::chrono::seconds(600));
+  CHECK(c.push.collapse_window == std::chrono::milliseconds(0));
+  CHECK(c.push.preview_max_chars == 20);
+  REQUIRE(c.push.gorush);
+  CHECK(c.push.gorush->url == "http://127.0.0.1:8088");
+  CHECK(c.push.gorush->topic == "com.example.app");
+  CHECK(c.push.gorush->timeout == std::chrono::milliseconds(2000));
+  REQUIRE(c.push.webhook);
+  CHECK(c.push.webhook->timeout == std::chrono::milliseconds(5000));
+
+  // Errors name the file, the line and the key.
+  CHECK(ErrorOf(base + "[files]\nallowed_types = [\"image\"]\n").find("t.toml:4") != std::string::npos);
+  CHECK(ErrorOf(base + "[files]\nallowed_types = [\"image\"]\n").find("media type") != std::string::npos);
+  CHECK(ErrorOf(base + "[files]\nallowed_types = [\"*/png\"]\n").find("allowed_types") != std::string::npos);
+  CHECK(ErrorOf(base + "[files]\npublic_url = \"ftp://x\"\n").find("public_url") != std::string::npos);
+  CHECK(ErrorOf(base + "[files]\npublic_url = \"https://x/?a\"\n").find("public_url") != std::string::npos);
+  CHECK(ErrorOf(base + "[files]\nbind = \"localhost\"\n").find("bind") != std::string::npos);
+  CHECK(ErrorOf(base + "[files]\nmax_file_size = 0\n").find("max_file_size") != std::string::npos);
+  CHECK(ErrorOf(base + "[files]\nupload_expiry = \"1s\"\n").find("upload_expiry") != std::string::npos);
+  CHECK(ErrorOf(base + "[push.gorush]\ntopic = \"x\"\n").find("url") != std::string::npos);
+  CHECK(ErrorOf(base + "[push.webhook]\nurl = \"not a url\"\n").find("push.webhook") != std::string::npos);
+  CHECK(ErrorOf(base + "[push]\ncolapse_window = \"1s\"\n").find("collapse_window") != std::string::npos);
 }
 
 }  // namespace
