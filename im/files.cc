@@ -389,8 +389,9 @@ FileError FileStore::PinAttachments(const std::string& user,
     return e;
   };
   for (v1::Attachment& a : *attachments) {
-    if (a.file_id().empty()) continue;
-    if (!ValidFileId(a.file_id())) return fail({v1::ERR_BAD_REQUEST, "attachment file_id is malformed"});
+    // Only ids of this server's form name its files; others (an app's own storage, as file_id was opaque
+    // before file transfer existed) pass through untouched.
+    if (!ValidFileId(a.file_id())) continue;
     FileError e = PinOne(user, &a);
     if (!e.ok()) return fail(std::move(e));
     pinned->push_back(a.file_id());

@@ -104,11 +104,12 @@ class FileStore {
   v1::FileAccess Access(const std::string& user);
 
   // ---- The writer strand ----
-  // Before a send: every attachment with a non-empty file_id must name a COMPLETE file `user` may share (they
-  // uploaded it, or they may download it); its size, content_type, sha256 and url are overwritten from the
-  // record (name too, if empty). Those files are pinned (GC leaves them alone) until Unpin; their ids are
-  // appended to *pinned. On an error nothing stays pinned and *pinned is as it was. Attachments without a
-  // file_id are left alone. Errors: ERR_NOT_FOUND (unknown, incomplete or not yours to share), ERR_BAD_REQUEST.
+  // Before a send: every attachment whose file_id has this server's form (ValidFileId) must name a COMPLETE
+  // file `user` may share (they uploaded it, or they may download it); its size, content_type, sha256 and url
+  // are overwritten from the record (name too, if empty). Those files are pinned (GC leaves them alone) until
+  // Unpin; their ids are appended to *pinned. On an error nothing stays pinned and *pinned is as it was.
+  // Attachments with another file_id, or none, are references to storage of the app's own: left alone.
+  // Errors: ERR_NOT_FOUND (unknown, incomplete or not yours to share).
   FileError PinAttachments(const std::string& user, google::protobuf::RepeatedPtrField<v1::Attachment>* attachments,
                            std::vector<std::string>* pinned);
   void Unpin(const std::vector<std::string>& file_ids);

@@ -101,7 +101,7 @@ bool NormalizeContentType(std::string_view in, std::string* out) {
     bool quoted = false;
     for (; end < rest.size(); ++end) {
       if (rest[end] == '"') quoted = !quoted;
-      if (rest[end] == '\\' && quoted) ++end;
+      if (rest[end] == '\\' && quoted && ++end >= rest.size()) break;  // an escape at the very end: malformed
       if (rest[end] == ';' && !quoted) break;
     }
     end = std::min(end, rest.size());

@@ -291,9 +291,7 @@ StreamStart FileStore::Http::Patch(const AdminRequest& r) {
   };
   const auto version = r.Header("Tus-Resumable");
   if (!version || *version != "1.0.0") {
-    AdminResponse resp = Fail(412, "precondition_failed", "Tus-Resumable: 1.0.0 is required");
-    resp.headers.emplace_back("Tus-Version", "1.0.0");
-    return refuse(std::move(resp));
+    return refuse(Fail(412, "precondition_failed", "Tus-Resumable: 1.0.0 is required"));  // Fail adds Tus-Version
   }
   const std::string id(r.Param("id"));
   if (!ValidFileId(id)) return refuse(Fail(404, "not_found", "unknown upload"));

@@ -9,9 +9,9 @@ const std::vector<std::string>& FamilyNames() {
       "im.convs", "im.members", "im.user_convs", "im.messages", "im.dedup", "im.dedup_ttl",
       "im.inbox", "im.hidden",  "im.devices",    "im.users",    "im.meta",
       "im.files", "im.file_blobs", "im.file_refs", "im.file_gc", "im.file_quota",
-      "im.push_tokens", "im.settings",
+      "im.push_tokens", "im.settings", "im.push_owners",
   };
-  static_assert(static_cast<size_t>(Fam::kCount) == 18);
+  static_assert(static_cast<size_t>(Fam::kCount) == 19);
   return kNames;
 }
 
@@ -56,6 +56,7 @@ std::string PushTokenKey(std::string_view user, std::string_view token) {
   return KeyBuilder().Str(user).Str(token).Release();
 }
 std::string SettingsKey(std::string_view user) { return KeyBuilder().Str(user).Release(); }
+std::string PushOwnerKey(std::string_view token) { return KeyBuilder().Str(token).Release(); }
 
 namespace {
 // Reads the last 8 bytes of `key` as a big-endian integer.

@@ -36,6 +36,7 @@ enum class Fam : uint32_t {
   // Push notifications (im/push.h): written by the writer.
   kPushTokens,  // Str(user) Str(token)            -> PushTokenRecord
   kSettings,    // Str(user)                       -> UserSettings
+  kPushOwners,  // Str(token)                      -> user (raw): who registered the token last (one owner)
   kCount,
 };
 
@@ -77,6 +78,7 @@ std::string FileGcKey(int64_t due_ms, std::string_view file_id);
 std::string FileQuotaKey(std::string_view user);
 std::string PushTokenKey(std::string_view user, std::string_view token);
 std::string SettingsKey(std::string_view user);
+std::string PushOwnerKey(std::string_view token);
 
 bool DecodeMemberUser(std::string_view key, std::string* user);       // kMembers key -> user
 bool DecodeUserConv(std::string_view key, std::string* conv);         // kUserConvs key -> conv

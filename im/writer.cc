@@ -472,6 +472,9 @@ void Writer::Send(const Reply& r, v1::SendReq& req) {
                                  std::to_string(o.max_message_bytes));
   if (static_cast<uint32_t>(req.mentions_size()) > o.max_mentions)
     return ctx_.RespondError(r.origin, r.req_id, v1::ERR_TOO_LARGE, "too many mentions");
+  if (static_cast<size_t>(req.attachments_size()) > kMaxAttachments)
+    return ctx_.RespondError(r.origin, r.req_id, v1::ERR_TOO_LARGE,
+                             "at most " + std::to_string(kMaxAttachments) + " attachments per message");
   if ((req.type() == v1::MSG_TEXT || system) && req.text().empty())
     return ctx_.RespondError(r.origin, r.req_id, v1::ERR_BAD_REQUEST, "a text message needs text");
   const std::string dedup_user = system ? std::string() : r.origin.user;
@@ -489,6 +492,15 @@ void Writer::Send(const Reply& r, v1::SendReq& req) {
   if (ctx_.files && req.attachments_size() > 0) {
     FileError fe = ctx_.files->PinAttachments(r.origin.user, req.mutable_attachments(), &pinned);
     if (!fe.ok()) return ctx_.RespondError(r.origin, r.req_id, fe.code, fe.message);
+    // The record's details (URL, sha256, type) made the attachments larger: the limit holds for what is stored.
+    size_t filled = req.text().size() + req.body().size() + req.content_type().size();
+    for (const v1::Attachment& a : req.attachments()) filled += a.ByteSizeLong();
+    if (filled > o.max_message_bytes) {
+      ctx_.files->Unpin(pinned);
+      return ctx_.RespondError(r.origin, r.req_id, v1::ERR_TOO_LARGE,
+                               "message is " + std::to_string(filled) + " bytes with its attachments' details; the "
+                               "limit is " + std::to_string(o.max_message_bytes));
+    }
   }
 
   const uint64_t stamp = NextStamp();

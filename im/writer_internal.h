@@ -15,6 +15,7 @@ constexpr size_t kMaxClientMsgId = 64;
 constexpr size_t kMaxNameBytes = 256;
 constexpr size_t kMaxUsersPerRequest = 1000;
 constexpr size_t kMaxSeqsPerRequest = 100;
+constexpr size_t kMaxAttachments = 32;                 // per message
 constexpr size_t kOverloadBytes = size_t{48} << 20;  // executor queue depth at which writes are refused
 constexpr size_t kSweepBatch = 10'000;                // rows visited per sweep step
 

@@ -32,19 +32,22 @@ std::string PreviewOf(const v1::Message& m) {
 
 }  // namespace
 
+// Only while file transfer is on, and only for this server's file ids (PinAttachments checked them): a
+// reference row grants download access, so none is written for an id the server did not verify.
 void Writer::PutFileRefs(const v1::Message& m, WriteBatch& b) {
   if (!ctx_.files) return;
   for (const v1::Attachment& a : m.attachments())
-    if (!a.file_id().empty()) b.Put(ctx_.fam(Fam::kFileRefs), FileRefKey(a.file_id(), m.conv_id(), m.seq()), "");
+    if (FileStore::ValidFileId(a.file_id()))
+      b.Put(ctx_.fam(Fam::kFileRefs), FileRefKey(a.file_id(), m.conv_id(), m.seq()), "");
 }
 
+// Always, even with file transfer off now: rows written while it was on must not keep files (and quota) forever.
 void Writer::DropFileRefs(const st::StoredMessage& stored, WriteBatch& b) {
-  if (!ctx_.files) return;
   const v1::Message& m = stored.msg();
   for (const v1::Attachment& a : m.attachments()) {
-    if (a.file_id().empty()) continue;
+    if (!FileStore::ValidFileId(a.file_id())) continue;
     b.Delete(ctx_.fam(Fam::kFileRefs), FileRefKey(a.file_id(), m.conv_id(), m.seq()));
-    ctx_.files->ScheduleCheck(a.file_id(), b);
+    if (ctx_.files) ctx_.files->ScheduleCheck(a.file_id(), b);
   }
 }
 
@@ -103,8 +106,17 @@ void Writer::RegisterPush(const Reply& r, const v1::RegisterPushReq& req) {
   }
   WriteBatch b;
   std::sort(existing.begin(), existing.end());
-  for (size_t i = 0; i + kMaxPushTokens <= existing.size(); ++i)
+  for (size_t i = 0; i + kMaxPushTokens <= existing.size(); ++i) {
     b.Delete(ctx_.fam(Fam::kPushTokens), PushTokenKey(user, existing[i].second));
+    b.Delete(ctx_.fam(Fam::kPushOwners), PushOwnerKey(existing[i].second));
+  }
+  // A token belongs to one user: the phone now runs this user's app, so whoever registered it before (another
+  // account logged out without unregistering) gets no more pushes on it — nor their previews.
+  auto owner = ctx_.store->Get(ctx_.fam(Fam::kPushOwners), PushOwnerKey(req.token()));
+  if (!owner.ok()) return AnswerStorageError(r, owner.status());
+  if (owner.value() && *owner.value() != user)
+    b.Delete(ctx_.fam(Fam::kPushTokens), PushTokenKey(*owner.value(), req.token()));
+  b.Put(ctx_.fam(Fam::kPushOwners), PushOwnerKey(req.token()), user);
   st::PushTokenRecord rec;
   rec.set_provider(req.provider());
   rec.set_platform(req.platform());
@@ -125,6 +137,9 @@ void Writer::UnregisterPush(const Reply& r, const v1::UnregisterPushReq& req) {
     return ctx_.RespondError(r.origin, r.req_id, v1::ERR_BAD_REQUEST, "token must be 1..4096 bytes");
   WriteBatch b;
   b.Delete(ctx_.fam(Fam::kPushTokens), PushTokenKey(r.origin.user, req.token()));
+  auto owner = ctx_.store->Get(ctx_.fam(Fam::kPushOwners), PushOwnerKey(req.token()));
+  if (!owner.ok()) return AnswerStorageError(r, owner.status());
+  if (owner.value() && *owner.value() == r.origin.user) b.Delete(ctx_.fam(Fam::kPushOwners), PushOwnerKey(req.token()));
   NextStamp();
   Commit(nullptr, std::move(b), {}, [this, r](const storage::Status& s) {
     if (!s.ok()) return AnswerStorageError(r, s);

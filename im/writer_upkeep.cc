@@ -258,6 +258,9 @@ void Writer::SweepRetention(int64_t now_ms) {
       }
     }
     floor = std::min(floor, c->max_seq);
+    // The removed entries are read for their file references: at most kSweepBatch per conversation and sweep
+    // (the rest at the next sweep).
+    floor = std::min(floor, from + kSweepBatch);
     if (floor <= from) continue;
     std::optional<st::StoredMessage> below = Entry(*c, floor - 1, &err);
     if (!err.ok()) continue;
@@ -266,7 +269,7 @@ void Writer::SweepRetention(int64_t now_ms) {
     auto* rec = c->rec.mutable_recalled();
     rec->erase(std::remove_if(rec->begin(), rec->end(), [&](uint64_t s) { return s < floor; }), rec->end());
     WriteBatch b;
-    if (ctx_.files) {  // the removed messages' file references go with them
+    {  // the removed messages' file references go with them (DropFileRefs)
       storage::IteratorOptions io;
       io.prefix = MessagesPrefix(id);
       auto it = ctx_.store->NewIterator(ctx_.fam(Fam::kMessages), io);

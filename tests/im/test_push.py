@@ -160,6 +160,25 @@ def test_generic_webhook_payload(make_broker):
     r.close()
 
 
+def test_a_token_has_one_owner(make_broker):
+    """The same phone, a new account: registering its token for carol stops bob's pushes (and previews) on it."""
+    r = Receiver()
+    b = push_broker(make_broker, r, collapse_window="0s")
+    alice, conv_b = offline_bob(b, token="shared-phone")
+    carol = Device(b.port, "carol", "carol-phone")
+    conv_c = alice.open_direct("carol")
+    register(carol, "shared-phone")
+    carol.close()
+    alice.send(conv_b.conv_id, "for bob")
+    ack = alice.send(conv_c.conv_id, "for carol")
+    n = r.wait_items(1)[0]
+    time.sleep(1)
+    assert len(r.items()) == 1 and n["data"]["conv_id"] == conv_c.conv_id and int(n["data"]["seq"]) == ack.seq
+    assert (prom.total(metrics(b), "parley_push_jobs_total", outcome="no_token") or 0) >= 1  # bob has none now
+    alice.close()
+    r.close()
+
+
 def test_burst_collapses(make_broker):
     r = Receiver()
     b = push_broker(make_broker, r, collapse_window="2s")

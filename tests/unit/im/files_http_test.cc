@@ -51,7 +51,8 @@ TEST_CASE("files http: content types, dispositions, numbers, entity tags, tokens
   CHECK(NormalizeContentType("text/plain; a=\"q;\\\"x\"; b=c", &t));
   CHECK(BareType(t) == "text/plain");
   for (const char* bad : {"", "text", "/plain", "text/", "te xt/plain", "text/plain; a", "text/plain; a=\"x",
-                          "text/plain\r\nX: y", "text/plain; a=b c", "text/pl\xc3\xa4in"})
+                          "text/plain\r\nX: y", "text/plain; a=b c", "text/pl\xc3\xa4in",
+                          "a/b; x=\"\\"})  // the last: a quoted value ending in a lone escape
     CHECK_MESSAGE(!NormalizeContentType(bad, &t), bad);
   CHECK(!NormalizeContentType("a/" + std::string(300, 'b'), &t));
   CHECK(SafeContentType("nonsense") == "application/octet-stream");
