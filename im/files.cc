@@ -399,31 +399,53 @@ FileError FileStore::PinAttachments(const std::string& user,
   return {};
 }
 
+// Pin first, then read: a file found complete after the pin stays until Unpin (GC and termination call
+// BeginDelete, which a pin refuses); one whose deletion began is refused here. No mu_: see pins_mu_.
 FileError FileStore::PinOne(const std::string& user, v1::Attachment* a) {
-  std::lock_guard lock(mu_);
+  const std::string& id = a->file_id();
+  {
+    std::lock_guard lock(pins_mu_);
+    if (deleting_.contains(id)) return {v1::ERR_NOT_FOUND, "unknown file " + id};
+    ++pins_[id];
+  }
+  auto fail = [&](FileError e) {
+    Unpin({id});
+    return e;
+  };
   st::FileRecord rec;
   storage::Status err;
-  if (!ReadRecord(a->file_id(), &rec, &err))
-    return err.ok() ? FileError{v1::ERR_NOT_FOUND, "unknown file " + a->file_id()}
-                    : FileError{v1::ERR_INTERNAL, err.ToString()};
-  if (rec.state() != st::FileRecord::COMPLETE) return {v1::ERR_NOT_FOUND, "file " + a->file_id() + " is not uploaded (yet)"};
-  if (!MayRead(user, a->file_id(), rec)) return {v1::ERR_NOT_FOUND, "unknown file " + a->file_id()};
+  if (!ReadRecord(id, &rec, &err))
+    return fail(err.ok() ? FileError{v1::ERR_NOT_FOUND, "unknown file " + id}
+                         : FileError{v1::ERR_INTERNAL, err.ToString()});
+  if (rec.state() != st::FileRecord::COMPLETE) return fail({v1::ERR_NOT_FOUND, "file " + id + " is not uploaded (yet)"});
+  if (!MayRead(user, id, rec)) return fail({v1::ERR_NOT_FOUND, "unknown file " + id});
   a->set_size(rec.size());
   a->set_content_type(files_detail::SafeContentType(rec.content_type()));
   a->set_sha256(rec.sha256());
-  a->set_url(DownloadUrl(a->file_id()));
+  a->set_url(DownloadUrl(id));
   if (a->name().empty()) a->set_name(rec.name());
-  ++pins_[a->file_id()];
   return {};
 }
 
 void FileStore::Unpin(const std::vector<std::string>& file_ids) {
-  std::lock_guard lock(mu_);
+  std::lock_guard lock(pins_mu_);
   for (const std::string& id : file_ids) {
     auto it = pins_.find(id);
     if (it == pins_.end()) continue;
     if (--it->second == 0) pins_.erase(it);
   }
+}
+
+bool FileStore::BeginDelete(const std::string& file_id) {
+  std::lock_guard lock(pins_mu_);
+  if (pins_.contains(file_id)) return false;
+  deleting_.insert(file_id);
+  return true;
+}
+
+void FileStore::EndDelete(const std::string& file_id) {
+  std::lock_guard lock(pins_mu_);
+  deleting_.erase(file_id);
 }
 
 void FileStore::ScheduleCheck(const std::string& file_id, WriteBatch& b) {
@@ -534,7 +556,6 @@ void FileStore::CollectOne(const std::string& gc_key, const std::string& file_id
     return;
   }
 
-  if (pins_.contains(file_id)) return;  // being shared right now: look again at the next pass
   if (HasRefs(file_id, &err)) {
     if (err.ok()) drop_row();  // a message references it: ScheduleCheck adds a row when that changes
     return;
@@ -547,9 +568,12 @@ void FileStore::CollectOne(const std::string& gc_key, const std::string& file_id
     if (storage::Status s = WriteSync(b); !s.ok()) spdlog::warn("files: GC: {}", s.ToString());
     return;
   }
+  if (!BeginDelete(file_id)) return;  // being shared right now: look again at the next pass
   bool blob_freed = false;
-  if (storage::Status s = DeleteCompleteLocked(file_id, rec, gc_key, &blob_freed); !s.ok()) {
-    spdlog::warn("files: GC of file {}: {}", file_id, s.ToString());
+  const storage::Status deleted = DeleteCompleteLocked(file_id, rec, gc_key, &blob_freed);
+  EndDelete(file_id);
+  if (!deleted.ok()) {
+    spdlog::warn("files: GC of file {}: {}", file_id, deleted.ToString());
     return;
   }
   stats_->gc_files.fetch_add(1);

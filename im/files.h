@@ -22,8 +22,9 @@
 // rows only, so a file being shared is never deleted.
 //
 // Threads: every public method is safe on any thread (the writer strand, the reader, the files HTTP thread, the
-// GC thread). One mutex guards the records' read-modify-write, the pins, the in-memory upload state and blob
-// creation / deletion; upload bytes are written, synced and hashed outside it.
+// GC thread). One mutex (mu_) guards the records' read-modify-write, the in-memory upload state and blob
+// creation / deletion; upload bytes are written, synced and hashed outside it. Pins have a lock of their own
+// (pins_mu_), so the writer strand never waits behind the disk syncs done under mu_.
 #pragma once
 
 #include <atomic>
@@ -36,6 +37,7 @@
 #include <string>
 #include <thread>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "base/clock.h"
@@ -139,7 +141,8 @@ class FileStore {
   struct Upload;     // an upload's in-memory state (files_http.h)
   struct Stats;
 
-  // Checks one attachment, fills it from the record and pins its file. Takes mu_.
+  // Checks one attachment, fills it from the record and pins its file. Takes pins_mu_ only, never mu_: the
+  // writer strand calls it. On an error the pin it took is released.
   FileError PinOne(const std::string& user, v1::Attachment* a);
   // Record helpers; the caller holds mu_ (reads do not need it, but a read-modify-write does).
   bool ReadRecord(const std::string& file_id, st::FileRecord* rec, storage::Status* err);
@@ -183,7 +186,14 @@ class FileStore {
   std::string secret_;  // the HMAC key, set by Open
 
   mutable std::mutex mu_;
-  std::unordered_map<std::string, uint32_t> pins_;                 // guarded by mu_: file_id -> pin count
+  // Pins and deletions in progress, under their own lock (taken after mu_, never before it): the writer strand
+  // pins without mu_, so a send never waits behind the disk syncs mu_ is held across (upload completion, GC).
+  // A complete file is deleted only after BeginDelete succeeded (not pinned; from then on PinOne refuses it).
+  std::mutex pins_mu_;
+  std::unordered_map<std::string, uint32_t> pins_;  // guarded by pins_mu_: file_id -> pin count
+  std::unordered_set<std::string> deleting_;        // guarded by pins_mu_
+  bool BeginDelete(const std::string& file_id);      // false if pinned
+  void EndDelete(const std::string& file_id);
   std::unordered_map<std::string, std::unique_ptr<Upload>> uploads_;  // guarded by mu_
   // Unfinished uploads (UPLOADING records) per user, at most kMaxOpenUploads each: slots cost nothing
   // against the quota until their tus creation, so this is what bounds them. Guarded by mu_; built by Open.

@@ -462,9 +462,10 @@ AdminResponse FileStore::Http::Terminate(const AdminRequest& r) {
   if (rec.state() == st::FileRecord::COMPLETE) {
     // A finished file goes at once unless a message references it (then it lives as long as they do).
     storage::Status err;
-    if (fs_.pins_.contains(id) || fs_.HasRefs(id, &err))
+    if (fs_.HasRefs(id, &err) || !fs_.BeginDelete(id))  // referenced, or being sent right now
       return Decorate(Fail(409, "conflict", "the file is shared in a conversation"));
     s = fs_.DeleteCompleteLocked(id, rec, "");
+    fs_.EndDelete(id);
   } else {
     s = fs_.DeleteUploadLocked(id, rec, "");
   }
