@@ -569,6 +569,13 @@ void FileStore::CollectOne(const std::string& gc_key, const std::string& file_id
     return;
   }
   if (!BeginDelete(file_id)) return;  // being shared right now: look again at the next pass
+  // A send may have pinned, committed its reference and unpinned since the check above: look again now that
+  // no new pin can be taken (a pin is released only once its batch is committed).
+  if (HasRefs(file_id, &err)) {
+    EndDelete(file_id);
+    if (err.ok()) drop_row();
+    return;
+  }
   bool blob_freed = false;
   const storage::Status deleted = DeleteCompleteLocked(file_id, rec, gc_key, &blob_freed);
   EndDelete(file_id);

@@ -188,7 +188,9 @@ class FileStore {
   mutable std::mutex mu_;
   // Pins and deletions in progress, under their own lock (taken after mu_, never before it): the writer strand
   // pins without mu_, so a send never waits behind the disk syncs mu_ is held across (upload completion, GC).
-  // A complete file is deleted only after BeginDelete succeeded (not pinned; from then on PinOne refuses it).
+  // A complete file is deleted only after BeginDelete succeeded (not pinned; from then on PinOne refuses it)
+  // AND a check of its committed references made after that (a pin is released only once the send's
+  // reference is committed, so a send that pinned and unpinned before BeginDelete left its row).
   std::mutex pins_mu_;
   std::unordered_map<std::string, uint32_t> pins_;  // guarded by pins_mu_: file_id -> pin count
   std::unordered_set<std::string> deleting_;        // guarded by pins_mu_

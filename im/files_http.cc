@@ -462,8 +462,13 @@ AdminResponse FileStore::Http::Terminate(const AdminRequest& r) {
   if (rec.state() == st::FileRecord::COMPLETE) {
     // A finished file goes at once unless a message references it (then it lives as long as they do).
     storage::Status err;
-    if (fs_.HasRefs(id, &err) || !fs_.BeginDelete(id))  // referenced, or being sent right now
+    // BeginDelete first (no new pin from then on, and none held), then the committed references: a pin is
+    // released only once its send's batch, with the reference, is committed.
+    if (!fs_.BeginDelete(id)) return Decorate(Fail(409, "conflict", "the file is being shared right now"));
+    if (fs_.HasRefs(id, &err)) {
+      fs_.EndDelete(id);
       return Decorate(Fail(409, "conflict", "the file is shared in a conversation"));
+    }
     s = fs_.DeleteCompleteLocked(id, rec, "");
     fs_.EndDelete(id);
   } else {
