@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <set>
 #include <utility>
 
@@ -285,8 +286,15 @@ void AlertEngine::Run() {
   }
 }
 
-int64_t AlertEngine::UnixMs(SteadyTime now) const {
-  return clock_.UnixMillis() + std::chrono::duration_cast<Millis>(now - clock_.Now()).count();
+int64_t AlertEngine::UnixMs(SteadyTime now) {
+  const int64_t wall = clock_.UnixMillis() + std::chrono::floor<Millis>(now - clock_.Now()).count();
+  const auto from_anchor = [&] { return anchor_unix_ms_ + std::chrono::floor<Millis>(now - anchor_steady_).count(); };
+  if (!anchored_ || std::llabs(wall - from_anchor()) > 1000) {
+    anchor_unix_ms_ = wall;
+    anchor_steady_ = now;
+    anchored_ = true;
+  }
+  return from_anchor();
 }
 
 void AlertEngine::EvaluateNow(SteadyTime now) {

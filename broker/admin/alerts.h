@@ -126,7 +126,10 @@ class AlertEngine {
   AlertEngine(const config::Alerts& alerts, metrics::Registry& registry, const Clock& clock, EventSink sink,
               WebhookOptions webhook_options);
   std::unique_ptr<Webhook> MakeWebhook(const config::Alerts& alerts) const;
-  int64_t UnixMs(SteadyTime now) const;
+  // Unix ms of a steady time point: one anchor (wall clock, steady clock) so that the times of one run stay
+  // consistent — a rule that fired after `for` shows at_ms - since_ms >= for, and a resolution never predates
+  // its firing. Re-anchored when the wall clock has been stepped by more than a second. eval_mu_ held.
+  int64_t UnixMs(SteadyTime now);
   void Emit(const std::vector<AlertEvent>& events);  // eval_mu_ held, mu_ not
   void Run();
 
@@ -135,6 +138,10 @@ class AlertEngine {
   const EventSink sink_;
   const WebhookOptions webhook_template_;
   const std::string node_;  // this host's name, for the webhook body
+
+  int64_t anchor_unix_ms_ = 0;  // UnixMs's anchor (eval_mu_)
+  SteadyTime anchor_steady_{};
+  bool anchored_ = false;
 
   std::mutex eval_mu_;  // serialises evaluations and reconfigurations; taken before mu_
   mutable std::mutex mu_;
