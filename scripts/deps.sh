@@ -7,11 +7,12 @@ pkgs=(build-essential cmake ninja-build pkg-config
       libuv1-dev libssl-dev librocksdb-dev libprotobuf-dev protobuf-compiler
       nlohmann-json3-dev libtomlplusplus-dev libspdlog-dev libfmt-dev libcli11-dev
       doctest-dev libbenchmark-dev
-      libwslay-dev libhttp-parser-dev libcurl4-openssl-dev)
+      libwslay-dev libhttp-parser-dev libcurl4-openssl-dev ccache)
 case "$kind" in
   build) ;;
   test) pkgs+=(mosquitto mosquitto-clients python3 python3-paho-mqtt python3-pytest python3-pytest-timeout python3-protobuf python3-msgpack
-                python3-jwt python3-cryptography openssl python3-prometheus-client)
+                python3-jwt python3-cryptography openssl python3-prometheus-client
+                iptables iproute2)  # the chaos harness (tests/chaos): loss in network namespaces
         # MQTT.js (WebSocket tests) runs on Node.js; a machine that has node and npm already keeps them.
         command -v npm >/dev/null 2>&1 || pkgs+=(nodejs npm) ;;
   fuzz) pkgs+=(clang-14 libclang-rt-14-dev) ;;
