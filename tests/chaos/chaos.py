@@ -1,0 +1,661 @@
+#!/usr/bin/python3
+"""The chaos harness: Parley's IM contract on bad mobile networks, with numbers.
+
+One command sets up network namespaces (netns.Lab: the broker in one, each network profile's phones in another,
+joined through our user-space netem on /dev/net/tun, with iptables loss and tbf rate limits), calibrates every
+link (measured RTT, loss, reordering, rate), starts parleyd in the broker namespace, creates the conversations,
+and runs one mobile.py process per profile (two devices per user, behaving as docs/protocol.md asks an app to).
+
+The run, in phases:
+  traffic   users send, edit, recall, mark read; apps go to the background; NATs forget connections (silent
+            blackholes until keep alive notices); the "flaky" link flaps; parleyd is killed with SIGKILL and
+            restarted on its data dir at random moments
+  quiesce   no new actions; every app drains its outbox over the still-bad links
+  idle      nothing but keep alive: the wire cost of an idle device
+  final     the network is healed; every device reconnects and drains; then every device catches up and takes
+            the server's counters with a full sync
+
+Then it checks the invariants against a model built from every acknowledged write (tests/im/im_model.py):
+every acknowledged message is on every member device exactly once, in the conversation's order, in its final
+state (edits and recalls applied); no client_msg_id is stored twice (acknowledged or not); no write is left
+unacknowledged once the network is healed; every device's unread counts and read positions equal the model's;
+parleyd's RSS and data dir stayed under their bounds. It prints the figures per profile and exits 1 on any
+violation.
+
+    /usr/bin/python3 tests/chaos/chaos.py --parleyd build/broker/main/parleyd              # ~3 minutes
+    /usr/bin/python3 tests/chaos/chaos.py --parleyd build/broker/main/parleyd --long       # ~30 minutes
+
+Needs root (namespaces, tun, iptables). docs/reliability.md ("Weak networks") has the figures.
+"""
+import argparse
+import json
+import os
+import pathlib
+import random
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+HERE = pathlib.Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent / "im"))
+
+import netns  # noqa: E402
+from im_model import Model, describe_diff  # noqa: E402
+from imclient import pb  # noqa: E402
+
+PY = "/usr/bin/python3"
+PORT = 1883
+
+PRESETS = {
+    # CI: a few minutes, one kill, everything exercised once or more.
+    "small": dict(traffic=100, quiesce_max=90, idle=60, users=4, kills=1, keepalive=20, send_every=4.0,
+                  background_every=60.0, nat_every=150.0, flap_every=(15, 30), flap_for=(2, 8), groups=2),
+    # The long run behind its own command: the figures in docs/reliability.md.
+    "long": dict(traffic=1200, quiesce_max=300, idle=600, users=10, kills=6, keepalive=30, send_every=6.0,
+                 background_every=180.0, nat_every=600.0, flap_every=(20, 60), flap_for=(2, 15), groups=6),
+}
+
+
+def log(msg):
+    print("[chaos %s] %s" % (time.strftime("%H:%M:%S"), msg), flush=True)
+
+
+def pct(values, q):
+    if not values:
+        return None
+    v = sorted(values)
+    return v[min(len(v) - 1, int(round(q / 100.0 * (len(v) - 1))))]
+
+
+def ms(v):
+    return "-" if v is None else ("%.0f" % (v * 1000))
+
+
+# ---- the broker ------------------------------------------------------------------------------------------
+class Broker:
+    """parleyd in the broker namespace, on a fixed port so that restarts keep the address."""
+
+    def __init__(self, lab, binary, workdir):
+        self.lab, self.binary, self.dir = lab, binary, pathlib.Path(workdir)
+        self.data = self.dir / "data"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.config = self.dir / "parley.toml"
+        self.config.write_text(
+            '[[listener]]\nname = "mqtt"\nbind = "0.0.0.0"\nport = %d\n'
+            '[im]\nsend_rate = 0\n'
+            '[files]\nenabled = false\n' % PORT)
+        self.logfile = self.dir / "broker.log"
+        self.proc = None
+        self.starts = 0
+        self.restart_to_listening = []
+
+    def start(self):
+        offset = self.logfile.stat().st_size if self.logfile.exists() else 0
+        t0 = time.time()
+        with open(self.logfile, "ab") as out:
+            self.proc = self.lab.popen(self.lab.broker_ns, [self.binary, "--config", str(self.config),
+                                                            "--data-dir", str(self.data)],
+                                       stdout=out, stderr=subprocess.STDOUT)
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            if re.search(r"listening on [^ ]+:%d" % PORT, self.logfile.read_text(errors="replace")[offset:]):
+                self.starts += 1
+                if self.starts > 1:
+                    self.restart_to_listening.append(time.time() - t0)
+                return
+            if self.proc.poll() is not None:
+                raise RuntimeError("parleyd exited:\n" + self.logfile.read_text(errors="replace")[-3000:])
+            time.sleep(0.02)
+        raise RuntimeError("parleyd did not start")
+
+    def kill9(self):
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            return "hung on SIGTERM"
+
+    def rss_mib(self):
+        try:
+            for line in open("/proc/%d/status" % self.proc.pid):
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024.0
+        except OSError:
+            pass
+        return None
+
+    def disk_mib(self):
+        total = 0
+        for p in self.data.rglob("*"):
+            try:
+                if p.is_file():
+                    total += p.stat().st_size
+            except OSError:
+                pass
+        return total / 1048576.0
+
+
+# ---- the plan: users, conversations ------------------------------------------------------------------------
+def make_plan(profiles, users_per_profile, groups, rng):
+    users = {p: ["%s%02d" % (p[:4], i) for i in range(users_per_profile)] for p in profiles}
+    everyone = [u for p in profiles for u in users[p]]
+    directs = set()
+    for u in everyone:  # each user talks directly with two others, mostly on other networks
+        for v in rng.sample([x for x in everyone if x != u], 2):
+            directs.add(tuple(sorted((u, v))))
+    group_list = []
+    for g in range(groups):
+        members = rng.sample(everyone, min(len(everyone), rng.randint(3, 6)))
+        group_list.append({"name": "group %d" % g, "owner": members[0], "members": members[1:]})
+    return {"users": users, "directs": sorted(directs), "groups": group_list}
+
+
+def create_conversations(lab, plan, workdir):
+    """Runs setup.py in the broker namespace (loopback, no shaping): creates every conversation."""
+    spec = pathlib.Path(workdir) / "spec.json"
+    out = pathlib.Path(workdir) / "plan.json"
+    spec.write_text(json.dumps(plan))
+    p = lab.popen(lab.broker_ns, [PY, str(HERE / "setup.py"), "--port", str(PORT), "--spec", str(spec),
+                                  "--out", str(out)])
+    if p.wait(120) != 0:
+        raise RuntimeError("creating the conversations failed")
+    return json.loads(out.read_text())
+
+
+# ---- the run ---------------------------------------------------------------------------------------------
+class Run:
+    def __init__(self, args, preset):
+        self.args, self.p = args, preset
+        self.rng = random.Random(args.seed)
+        self.work = pathlib.Path(args.workdir or tempfile.mkdtemp(prefix="parley-chaos-"))
+        self.work.mkdir(parents=True, exist_ok=True)
+        self.profiles = args.profiles.split(",")
+        self.lab = netns.Lab(self.profiles, str(self.work / "lab"), prefix=args.prefix)
+        self.failures = []
+        self.events = []     # (t, what)
+        self.rss = []        # (t, MiB)
+        self.sims = {}       # profile -> Popen
+        self.phase_bytes = {}
+
+    def fail(self, msg):
+        self.failures.append(msg)
+        log("FAIL: " + msg)
+
+    def set_phase(self, phase):
+        log("phase: " + phase)
+        self.events.append((time.time(), "phase " + phase))
+        for prof in self.profiles:
+            ctl = self.work / ("ctl-%s.json" % prof)
+            tmp = ctl.with_suffix(".tmp")
+            tmp.write_text(json.dumps({"phase": phase}))
+            os.replace(tmp, ctl)
+        self.phase_bytes[phase] = (time.time(), self.lab.counters())
+
+    def statuses(self):
+        out = {}
+        for prof in self.profiles:
+            try:
+                out[prof] = json.loads((self.work / ("status-%s.json" % prof)).read_text())
+            except (OSError, ValueError):
+                out[prof] = None
+        return out
+
+    def sample(self):
+        r = self.broker.rss_mib()
+        if r is not None:
+            self.rss.append((time.time(), r))
+
+    def sleep_sampling(self, seconds, until=None):
+        end = time.time() + seconds
+        while time.time() < end:
+            self.sample()
+            for prof, proc in self.sims.items():
+                if proc.poll() is not None and self.phase_name != "report":
+                    raise RuntimeError("the %s clients exited early (%s)" % (prof, proc.returncode))
+            if until is not None and until():
+                return True
+            time.sleep(min(0.5, max(0.0, end - time.time())))
+        return False
+
+    def start_sims(self, plan):
+        p = self.p
+        for prof in self.profiles:
+            users = plan["users"][prof]
+            (self.work / ("ctl-%s.json" % prof)).write_text(json.dumps({"phase": "traffic"}))
+            argv = [PY, str(HERE / "mobile.py"), "--host", self.lab.broker_addr(self.profiles.index(prof)),
+                    "--port", str(PORT), "--broker-ns", self.lab.broker_ns,
+                    "--client-addr", self.lab.client_addr(self.profiles.index(prof)), "--users", ",".join(users), "--plan", str(self.work / "plan.json"),
+                    "--control", str(self.work / ("ctl-%s.json" % prof)),
+                    "--status", str(self.work / ("status-%s.json" % prof)),
+                    "--out", str(self.work / ("result-%s.json" % prof)),
+                    "--seed", "%s/%s" % (self.args.seed, prof), "--keepalive", str(p["keepalive"]),
+                    "--send-every", str(p["send_every"]), "--background-every", str(p["background_every"]),
+                    "--nat-every", str(p["nat_every"]),
+                    "--max-seconds", str(p["traffic"] + p["quiesce_max"] + p["idle"] + 900)]
+            log_file = open(self.work / ("mobile-%s.log" % prof), "wb")
+            self.sims[prof] = self.lab.popen(self.lab.client_ns(self.profiles.index(prof)), argv,
+                                             stdout=log_file, stderr=subprocess.STDOUT)
+            log_file.close()
+
+    def chaos_schedule(self):
+        """When, during traffic, parleyd is killed and the flaky link flaps."""
+        p, t = self.p, self.p["traffic"]
+        kills = sorted(self.rng.uniform(0.15 * t, 0.85 * t) for _ in range(p["kills"]))
+        flaps = []
+        if "flaky" in self.profiles:
+            at = self.rng.uniform(*p["flap_every"])
+            while at < t - 5:
+                flaps.append((at, self.rng.uniform(*p["flap_for"])))
+                at += self.rng.uniform(*p["flap_every"])
+        return kills, flaps
+
+    def traffic(self):
+        kills, flaps = self.chaos_schedule()
+        start = time.time()
+        todo = sorted([(k, "kill", 0) for k in kills] + [(a, "flap", d) for a, d in flaps])
+        flaky = self.profiles.index("flaky") if "flaky" in self.profiles else None
+        ups = []  # (time, profile index) of links to bring back up
+        while time.time() - start < self.p["traffic"]:
+            now = time.time() - start
+            while todo and todo[0][0] <= now:
+                _, what, arg = todo.pop(0)
+                if what == "kill":
+                    log("kill -9 parleyd")
+                    self.events.append((time.time(), "kill -9"))
+                    self.broker.kill9()
+                    time.sleep(self.rng.uniform(0.2, 2.0))
+                    self.broker.start()
+                    self.events.append((time.time(), "restarted"))
+                else:
+                    log("flap: flaky link down for %.1f s" % arg)
+                    self.lab.link_down(flaky)
+                    ups.append((time.time() + arg, flaky))
+                    self.events.append((time.time(), "flap %.1f s" % arg))
+            for item in [u for u in ups if u[0] <= time.time()]:
+                self.lab.link_up(item[1])
+                ups.remove(item)
+            self.sleep_sampling(0.25)
+        for _, i in ups:
+            self.lab.link_up(i)
+
+    def execute(self):
+        p = self.p
+        self.phase_name = "setup"
+        log("work dir %s" % self.work)
+        self.lab.setup()
+        log("calibrating %s" % ", ".join(self.profiles))
+        cal = {}
+        threads = [threading.Thread(target=lambda i=i, prof=prof: cal.__setitem__(prof, self.lab.calibrate(i, seconds=5)))
+                   for i, prof in enumerate(self.profiles)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        self.calibration = cal
+        for prof in self.profiles:
+            log("  %-7s %s" % (prof, json.dumps(cal.get(prof))))
+        self.broker = Broker(self.lab, self.args.parleyd, self.work / "broker")
+        self.broker.start()
+        plan = make_plan(self.profiles, p["users"], p["groups"], self.rng)
+        self.plan = create_conversations(self.lab, plan, self.work)
+        log("%d users, %d conversations" % (sum(len(v) for v in plan["users"].values()), len(self.plan["convs"])))
+        self.rss_baseline = self.broker.rss_mib()
+        self.start_sims(self.plan)
+        self.phase_name = "traffic"
+        self.set_phase("traffic")
+        self.traffic()
+        self.phase_name = "quiesce"
+        self.set_phase("quiesce")
+
+        def drained():
+            st = self.statuses()
+            return all(s and s["outbox"] == 0 and s["read_pending"] == 0 for s in st.values())
+        if not self.sleep_sampling(p["quiesce_max"], until=drained):
+            log("quiesce: outboxes not empty after %d s (%s); going on" % (p["quiesce_max"], self.statuses()))
+        self.quiesce_end = time.time()
+        self.phase_name = "idle"
+        self.set_phase("idle")
+        self.idle_online_start = {k: (v or {}).get("online") for k, v in self.statuses().items()}
+        self.sleep_sampling(p["idle"])
+        self.idle_online_end = {k: (v or {}).get("online") for k, v in self.statuses().items()}
+        self.phase_name = "final"
+        self.set_phase("final")
+        self.lab.heal()
+
+        def all_drained_online():
+            st = self.statuses()
+            return all(s and s["outbox"] == 0 and s["read_pending"] == 0 and s["online"] == s["devices"]
+                       for s in st.values())
+        if not self.sleep_sampling(180, until=all_drained_online):
+            self.fail("after healing, not every device was back online with an empty outbox in 180 s: %s"
+                      % self.statuses())
+        self.phase_name = "report"
+        self.set_phase("report")
+        deadline = time.time() + 300
+        for prof, proc in self.sims.items():
+            try:
+                proc.wait(max(1, deadline - time.time()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+                self.fail("the %s clients did not finish" % prof)
+        self.final_rss = self.broker.rss_mib()
+        self.disk = self.broker.disk_mib()
+        rc = self.broker.stop()
+        if rc != 0:
+            self.fail("parleyd exited with %s on SIGTERM" % rc)
+        self.results = {}
+        for prof in self.profiles:
+            path = self.work / ("result-%s.json" % prof)
+            if not path.exists():
+                self.fail("no results from the %s clients (see %s)" % (prof, self.work / ("mobile-%s.log" % prof)))
+                continue
+            self.results[prof] = json.loads(path.read_text())
+
+
+# ---- checking ----------------------------------------------------------------------------------------------
+def build_model(plan, results, fail):
+    """The model from every acknowledged write, applied in seq order. Also checks that every (user,
+    client_msg_id) got one seq, and that no two writes got the same seq."""
+    model = Model()
+    for c in plan["convs"]:
+        if c["type"] == "direct":
+            model.create_direct(c["id"], c["creator"], c["device"], c["peer"], c["seq"])
+        else:
+            model.create_group(c["id"], c["creator"], c["device"], c["name"], c["members"], c["cmid"], c["seq"])
+    first = {}
+    writes = []
+    for prof, res in results.items():
+        for w in res["writes"]:
+            w["profile"] = prof
+            key = (w["user"], w["cmid"])
+            if key in first:
+                if first[key]["seq"] != w["seq"] or first[key]["conv"] != w["conv"]:
+                    fail("client_msg_id %s of %s acknowledged twice with different seqs: %s:%d and %s:%d" % (
+                        w["cmid"], w["user"], first[key]["conv"], first[key]["seq"], w["conv"], w["seq"]))
+                continue
+            first[key] = w
+            writes.append(w)
+    for w in sorted(writes, key=lambda w: (w["conv"], w["seq"])):
+        try:
+            if w["kind"] == "send":
+                model.send(w["conv"], w["user"], w["device"], w["cmid"], w["text"], (), 0, w["seq"])
+            elif w["kind"] == "edit":
+                model.edit(w["conv"], w["user"], w["device"], w["cmid"], w["target"], w["text"], w["seq"])
+            else:
+                model.recall(w["conv"], w["user"], w["device"], w["cmid"], w["target"], w["seq"])
+        except (AssertionError, KeyError) as e:
+            fail("acknowledged write does not fit the stream: %s (%s)" % (w, e))
+    for prof, res in results.items():
+        for r in res["reads"]:
+            model.mark_read(r["conv"], r["user"], r["read_seq"])
+    for c in model.convs.values():
+        if c.holes():
+            fail("%s: seqs %s were stored but no client holds an ack for them" % (c.id, c.holes()[:20]))
+    return model, writes
+
+
+def check(run):
+    fail = run.fail
+    model, writes = build_model(run.plan, run.results, fail)
+    created = {(w["conv"], w["seq"]): w for w in writes}
+    figures = {}
+    for prof, res in run.results.items():
+        if res.get("timed_out"):
+            fail("%s: the client process hit its time bound" % prof)
+        for f in res["failed"]:
+            if f["code"] not in ("ERR_CONFLICT", "ERR_NOT_FOUND", "ERR_FORBIDDEN"):
+                fail("%s: a write failed with %s: %s" % (prof, f["code"], f))
+    for prof, res in run.results.items():
+        fig = figures.setdefault(prof, {"delivered": 0, "lost": 0, "duplicated": 0, "mismatched": 0,
+                                        "deliver_lat": [], "live_lat": [], "unread_wrong": 0})
+        for dev, d in res["devices"].items():
+            user = d["user"]
+            if d["error"]:
+                fail("%s: %s" % (dev, d["error"][-2000:]))
+            if d["outbox"]:
+                fail("%s: %d writes never acknowledged after healing: %s" % (dev, len(d["outbox"]), d["outbox"][:3]))
+            if d["anomalies"]:
+                fail("%s: protocol anomalies: %s" % (dev, d["anomalies"][:5]))
+            final = d["final"] or {"convs": {}, "total_unread": None}
+            for conv in model.convs_of(user):
+                want = [json.loads(json.dumps(e.key())) for e in conv.visible(user)]
+                got = d["views"].get(conv.id, [])
+                got_by_seq = {g[0]: g for g in got}
+                cmids = {}
+                for g in got:
+                    if g[4]:
+                        cmids.setdefault((g[2], g[4]), []).append(g[0])
+                dups = [k for k, v in cmids.items() if len(v) > 1]
+                if dups:
+                    fig["duplicated"] += len(dups)
+                    fail("%s %s: one client_msg_id stored at several seqs: %s" % (dev, conv.id, dups[:3]))
+                for e in want:
+                    g = got_by_seq.get(e[0])
+                    if g is None:
+                        fig["lost"] += 1
+                        if fig["lost"] <= 5:
+                            fail("%s %s: seq %d missing on the device" % (dev, conv.id, e[0]))
+                        continue
+                    if g != e:
+                        fig["mismatched"] += 1
+                        if fig["mismatched"] <= 5:
+                            fail("%s %s:%d differs from the model: %s" % (dev, conv.id, e[0], describe_diff(e, g)))
+                    if e[1] == pb.MSG_TEXT and e[3] != dev:
+                        fig["delivered"] += 1
+                        w = created.get((conv.id, e[0]))
+                        seen = d["seen_at"].get("%s:%d" % (conv.id, e[0]))
+                        if w and seen:
+                            fig["deliver_lat"].append(max(0.0, seen[0] - w["created"]))
+                            if seen[1]:
+                                fig["live_lat"].append(max(0.0, seen[0] - w["created"]))
+                extra = sorted(set(got_by_seq) - {e[0] for e in want})
+                if extra:
+                    fail("%s %s: entries the model does not have: %s" % (dev, conv.id, extra[:10]))
+                fc = final["convs"].get(conv.id)
+                unread, _ = conv.unread(user)
+                if fc is None or fc["unread"] != unread or fc["read_seq"] != conv.members[user].read_seq:
+                    fig["unread_wrong"] += 1
+                    fail("%s %s: server says unread %s read_seq %s, model %d / %d" % (
+                        dev, conv.id, fc and fc["unread"], fc and fc["read_seq"], unread,
+                        conv.members[user].read_seq))
+            if final["total_unread"] != model.totals(user)[0]:
+                fail("%s: total_unread %s, model %d" % (dev, final["total_unread"], model.totals(user)[0]))
+    return model, writes, figures
+
+
+def summarize(run, model, writes, figures):
+    """Per profile: the figures docs/reliability.md reports."""
+    out = {}
+    idle_t0, idle_c0 = run.phase_bytes["idle"]
+    fin_t1, fin_c1 = run.phase_bytes["final"]
+    tr_t0, tr_c0 = run.phase_bytes["traffic"]
+    q_t, q_c = run.phase_bytes["quiesce"]
+    for prof, res in run.results.items():
+        mine = [w for w in writes if w["profile"] == prof]
+        sends = [w for w in mine if w["kind"] == "send"]
+        failed = [f for f in res["failed"]]
+        timings = {"connect_to_synced": [], "outage_to_synced": [], "nat_detect": []}
+        stats = {}
+        for d in res["devices"].values():
+            for k in timings:
+                timings[k] += d["timings"][k]
+            for k, v in d["stats"].items():
+                stats[k] = stats.get(k, 0) + v
+        ndev = len(res["devices"])
+
+        def b(c, key):
+            return c.get(prof, {}).get(key, 0)
+        traffic_bytes = (b(idle_c0, "up_bytes") + b(idle_c0, "down_bytes")) - (b(tr_c0, "up_bytes") + b(tr_c0, "down_bytes"))
+        idle_bytes = (b(fin_c1, "up_bytes") + b(fin_c1, "down_bytes")) - (b(idle_c0, "up_bytes") + b(idle_c0, "down_bytes"))
+        fig = figures.get(prof, {})
+        msgs = len(sends) + fig.get("delivered", 0)
+        out[prof] = {
+            "devices": ndev,
+            "sent": len(sends) + len([f for f in failed if f["kind"] == "send"]),
+            "acked": len(sends),
+            "edits": len([w for w in mine if w["kind"] == "edit"]),
+            "recalls": len([w for w in mine if w["kind"] == "recall"]),
+            "failed": len(failed),
+            "delivered": fig.get("delivered", 0),
+            "duplicated": fig.get("duplicated", 0),
+            "lost": fig.get("lost", 0),
+            "mismatched": fig.get("mismatched", 0),
+            "unread_wrong": fig.get("unread_wrong", 0),
+            "ack_p50": pct([w["acked"] - w["created"] for w in sends], 50),
+            "ack_p99": pct([w["acked"] - w["created"] for w in sends], 99),
+            "deliver_p50": pct(fig.get("deliver_lat", []), 50),
+            "deliver_p99": pct(fig.get("deliver_lat", []), 99),
+            "live_share": len(fig.get("live_lat", [])) / len(fig["deliver_lat"]) if fig.get("deliver_lat") else None,
+            "live_p50": pct(fig.get("live_lat", []), 50),
+            "live_p99": pct(fig.get("live_lat", []), 99),
+            "synced_p50": pct(timings["connect_to_synced"], 50),
+            "synced_p99": pct(timings["connect_to_synced"], 99),
+            "outage_p50": pct(timings["outage_to_synced"], 50),
+            "outage_p99": pct(timings["outage_to_synced"], 99),
+            "nat_detect_p50": pct(timings["nat_detect"], 50),
+            "nat_detect_max": max(timings["nat_detect"]) if timings["nat_detect"] else None,
+            "connects": stats.get("connects", 0),
+            "drops": stats.get("drops", 0),
+            "connect_failures": stats.get("connect_failures", 0),
+            "resends": stats.get("resends", 0),
+            "duplicate_acks": stats.get("duplicate_acks", 0),
+            "backgrounded": stats.get("backgrounded", 0),
+            "nat_forgotten": stats.get("nat_forgotten", 0),
+            "live_dup": stats.get("live_dup", 0),
+            "bytes_per_message": traffic_bytes / msgs if msgs else None,
+            "idle_bytes_per_device_hour": idle_bytes / ndev / (fin_t1 - idle_t0) * 3600 if ndev else None,
+            "idle_online": (run.idle_online_start.get(prof), run.idle_online_end.get(prof)),
+            "calibration": run.calibration.get(prof),
+            "shaping": netns.PROFILES.get(prof),
+        }
+    return out
+
+
+def print_report(run, summary):
+    rows = [
+        ("devices", "devices", str),
+        ("messages sent / acked", None, lambda s: "%d / %d" % (s["sent"], s["acked"])),
+        ("edits / recalls acked", None, lambda s: "%d / %d" % (s["edits"], s["recalls"])),
+        ("deliveries (message × member device)", "delivered", str),
+        ("duplicated / lost / wrong state", None, lambda s: "%d / %d / %d" % (s["duplicated"], s["lost"], s["mismatched"])),
+        ("unread counts wrong", "unread_wrong", str),
+        ("send→ack p50 / p99 ms", None, lambda s: "%s / %s" % (ms(s["ack_p50"]), ms(s["ack_p99"]))),
+        ("send→delivery p50 / p99 ms, all", None, lambda s: "%s / %s" % (ms(s["deliver_p50"]), ms(s["deliver_p99"]))),
+        ("delivered live (not by sync)", None, lambda s: "-" if s["live_share"] is None else "%.0f %%" % (100 * s["live_share"])),
+        ("send→delivery p50 / p99 ms, live", None, lambda s: "%s / %s" % (ms(s["live_p50"]), ms(s["live_p99"]))),
+        ("connect→synced p50 / p99 ms", None, lambda s: "%s / %s" % (ms(s["synced_p50"]), ms(s["synced_p99"]))),
+        ("outage→synced p50 / p99 ms", None, lambda s: "%s / %s" % (ms(s["outage_p50"]), ms(s["outage_p99"]))),
+        ("NAT blackholes / noticed p50, max s", None, lambda s: "%d / %s, %s" % (
+            s["nat_forgotten"], "-" if s["nat_detect_p50"] is None else "%.1f" % s["nat_detect_p50"],
+            "-" if s["nat_detect_max"] is None else "%.1f" % s["nat_detect_max"])),
+        ("connects / drops / failed connects", None, lambda s: "%d / %d / %d" % (s["connects"], s["drops"], s["connect_failures"])),
+        ("resends / answered as duplicate", None, lambda s: "%d / %d" % (s["resends"], s["duplicate_acks"])),
+        ("wire bytes per message", None, lambda s: "-" if s["bytes_per_message"] is None else "%.0f" % s["bytes_per_message"]),
+        ("idle bytes per device-hour", None, lambda s: "-" if s["idle_bytes_per_device_hour"] is None else "%.0f" % s["idle_bytes_per_device_hour"]),
+        ("devices online at idle start / end", None, lambda s: "%s / %s" % tuple(s["idle_online"])),
+        ("measured RTT p50 / p99 ms", None, lambda s: cal(s, "rtt")),
+        ("measured loss per direction", None, lambda s: cal(s, "loss")),
+        ("measured reordering / rate", None, lambda s: cal(s, "reorder")),
+    ]
+    profs = list(summary)
+    lines = ["| | " + " | ".join(profs) + " |", "|---|" + "---|" * len(profs)]
+    for label, key, fmt in rows:
+        vals = [fmt(summary[p][key]) if key else fmt(summary[p]) for p in profs]
+        lines.append("| %s | %s |" % (label, " | ".join(vals)))
+    print("\n".join(lines))
+    print()
+    print("kills: %d; parleyd restart to listening: %s s; RSS baseline %.1f MiB, peak %.1f MiB, at the end %.1f MiB; "
+          "data dir at the end %.1f MiB" % (
+              sum(1 for _, e in run.events if e == "kill -9"),
+              ", ".join("%.2f" % x for x in run.broker.restart_to_listening) or "-",
+              run.rss_baseline or 0, max(r for _, r in run.rss) if run.rss else 0, run.final_rss or 0, run.disk))
+
+
+def cal(s, what):
+    c = s.get("calibration") or {}
+    try:
+        if what == "rtt":
+            return "%.0f / %.0f" % (c["rtt_ms"]["p50"], c["rtt_ms"]["p99"])
+        if what == "loss":
+            return "%.1f %%" % (100 * c["loss_per_dir"])
+        rate = c.get("rate_down_kbit")
+        return "%.1f %% / %s" % (100 * (c.get("reorder") or 0), "%.0f kbit/s" % rate if rate else "-")
+    except (KeyError, TypeError):
+        return "-"
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--parleyd", default=os.environ.get("PARLEYD", str(HERE.parents[1] / "build/broker/main/parleyd")))
+    ap.add_argument("--long", action="store_true", help="the long run (about 30 minutes)")
+    ap.add_argument("--profiles", default="good4g,bad3g,edge,flaky")
+    ap.add_argument("--seed", default=str(int(time.time())))
+    ap.add_argument("--workdir", help="keep everything here (default: a temporary dir, removed on success)")
+    ap.add_argument("--traffic", type=float, help="seconds of traffic (overrides the preset)")
+    ap.add_argument("--users", type=int, help="users per profile (overrides the preset)")
+    ap.add_argument("--kills", type=int, help="kill -9 count (overrides the preset)")
+    ap.add_argument("--idle", type=float, help="seconds of idle (overrides the preset)")
+    ap.add_argument("--rss-limit", type=float, default=400.0, help="MiB parleyd may not exceed")
+    ap.add_argument("--disk-limit", type=float, default=512.0, help="MiB the data dir may not exceed")
+    ap.add_argument("--json", help="write the summary as JSON here")
+    ap.add_argument("--prefix", default="pch", help="namespace name prefix (two runs at once need different ones)")
+    args = ap.parse_args()
+    if os.geteuid() != 0:
+        print("chaos.py needs root (network namespaces, tun, iptables)", file=sys.stderr)
+        return 2
+    preset = dict(PRESETS["long" if args.long else "small"])
+    for k in ("traffic", "users", "kills", "idle"):
+        if getattr(args, k) is not None:
+            preset[k] = getattr(args, k)
+    log("seed %s, preset %s" % (args.seed, json.dumps(preset)))
+    run = Run(args, preset)
+    try:
+        run.execute()
+        model, writes, figures = check(run)
+        summary = summarize(run, model, writes, figures)
+    finally:
+        if getattr(run, "broker", None) and run.broker.proc and run.broker.proc.poll() is None:
+            run.broker.proc.kill()
+        for proc in run.sims.values():
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        run.lab.teardown()
+    peak = max(r for _, r in run.rss) if run.rss else 0
+    if peak > args.rss_limit:
+        run.fail("parleyd's RSS reached %.1f MiB (limit %.0f)" % (peak, args.rss_limit))
+    if run.disk > args.disk_limit:
+        run.fail("the data dir reached %.1f MiB (limit %.0f)" % (run.disk, args.disk_limit))
+    print_report(run, summary)
+    if args.json:
+        pathlib.Path(args.json).write_text(json.dumps({
+            "seed": args.seed, "preset": preset, "summary": summary, "failures": run.failures,
+            "rss": {"baseline": run.rss_baseline, "peak": peak, "end": run.final_rss}, "disk_mib": run.disk,
+            "restart_to_listening": run.broker.restart_to_listening}, indent=1, default=str))
+    if run.failures:
+        print("\n%d invariant violation(s):" % len(run.failures))
+        for f in run.failures[:40]:
+            print("  - " + f)
+        print("work dir kept: %s" % run.work)
+        return 1
+    print("\nall invariants held (seed %s)" % args.seed)
+    if not args.workdir:
+        shutil.rmtree(run.work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
