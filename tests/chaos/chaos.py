@@ -57,7 +57,7 @@ PRESETS = {
     "small": dict(traffic=100, quiesce_max=90, idle=60, users=4, kills=1, keepalive=20, send_every=4.0,
                   background_every=60.0, nat_every=150.0, flap_every=(15, 30), flap_for=(2, 8), groups=2),
     # The long run behind its own command: the figures in docs/reliability.md.
-    "long": dict(traffic=1200, quiesce_max=300, idle=600, users=10, kills=6, keepalive=30, send_every=6.0,
+    "long": dict(traffic=1200, quiesce_max=300, idle=600, users=25, kills=6, keepalive=30, send_every=6.0,
                  background_every=180.0, nat_every=600.0, flap_every=(20, 60), flap_for=(2, 15), groups=6),
 }
 
@@ -616,6 +616,9 @@ def main():
     if os.geteuid() != 0:
         print("chaos.py needs root (network namespaces, tun, iptables)", file=sys.stderr)
         return 2
+    # SIGTERM (a CI timeout, a kill by hand) unwinds like an exception, so the broker, the clients and the
+    # namespaces are cleaned up below.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     preset = dict(PRESETS["long" if args.long else "small"])
     for k in ("traffic", "users", "kills", "idle"):
         if getattr(args, k) is not None:
