@@ -33,18 +33,19 @@ import sys
 import threading
 import time
 import uuid
-from collections import Counter
+from collections import deque
 
 HERE = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "im"))
 
 import paho.mqtt.client as mqtt  # noqa: E402
-from imclient import ImError, pb  # noqa: E402
+from imclient import FORMATS, ImError, decode, pb  # noqa: E402
 from im_model import wire_key  # noqa: E402
-from model_client import COUNTABLE, AppDevice  # noqa: E402
+from model_client import AppDevice  # noqa: E402
 
 # Errors after which a write is retried with the same client_msg_id (protocol.md, "Client checklist").
 RETRYABLE = {pb.ERR_RATE_LIMITED, pb.ERR_UNAVAILABLE, pb.ERR_INTERNAL}
+REPLAY_SHARE = 0.03  # of acknowledged sends, sent once more as if the app had crashed before saving the ack
 
 
 class Trouble(Exception):
@@ -59,13 +60,15 @@ class Device(AppDevice):
         self.rng = random.Random("%s/%s" % (sim.seed, device))
         self.outbox = []          # writes not acknowledged yet: dicts (see new_write)
         self.read_pending = {}    # conv_id -> seq to mark read (forward-only; one call covers all before it)
+        self.raw = deque(maxlen=32)  # imclient keeps every PUBLISH for its tests; the last few are enough here
         self.seen_at = {}         # "conv:seq" -> (unix time this device first held the entry, came live)
+        self.arrived = {}         # "conv:seq" -> when a live event for it arrived (Paho's thread)
         self.connected_at = None
-        self.dropped_at = None    # when the current outage began (detected or decided)
+        self.dropped_at = None    # when the current outage began: the drop, the blackhole, the end of a background
         self.background_until = 0.0
-        self.nat_rules = []       # (port, added_at) of blackholed connections
+        self.nat_rules = []       # source ports of blackholed connections whose rules are in force
         self.timings = {"connect_to_synced": [], "outage_to_synced": [], "nat_detect": []}
-        self.nat_pending = None   # added_at of the blackhole on the current connection
+        self.nat_pending = None   # when the current connection was blackholed
         self.final = None
         self.done = False
         self.error = None
@@ -115,6 +118,21 @@ class Device(AppDevice):
         if not self._wait(subscribed, timeout):
             raise Trouble("no SUBACK")
         return self
+
+    def _on_message(self, client, userdata, msg):
+        """As Device._on_message; also notes when a live entry arrived (for send→delivery latency: the device
+        thread may apply it later, after a request it is waiting for)."""
+        now = time.time()
+        fmt = msg.topic.rsplit("/", 1)[-1]
+        try:
+            frame = decode(msg.payload, pb.ServerFrame, fmt if fmt in FORMATS else self.fmt)
+            if frame.HasField("event") and frame.event.HasField("message"):
+                m = frame.event.message
+                with self.cond:
+                    self.arrived.setdefault("%s:%d" % (m.conv_id, m.seq), now)
+        except Exception:  # noqa: BLE001 - Device._on_message records undecodable frames
+            pass
+        super()._on_message(client, userdata, msg)
 
     def _wait(self, event, timeout):
         deadline = time.time() + timeout
@@ -169,14 +187,18 @@ class Device(AppDevice):
         with self.cond:
             self.responses.clear()  # answers to requests of the old connection are of no use now
         if self.dropped_at is None:
-            self.dropped_at = time.time()
+            self.dropped_at = self.nat_pending or time.time()  # a blackhole's outage began when the NAT forgot
+        self.nat_pending = None
+        self.clear_nat()  # the NAT has forgotten that connection; the next one gets a new mapping
         self.connected_at = None
 
     # ---- the local view: remember when each entry first arrived -------------------------------------
     def merge(self, lc, m, live=False):
         key = "%s:%d" % (m.conv_id, m.seq)
         if key not in self.seen_at:
-            self.seen_at[key] = (time.time(), live)  # live: as an event, else from a sync or range
+            with self.cond:
+                at = self.arrived.pop(key, None) if live else None
+            self.seen_at[key] = (at or time.time(), live)  # live: as an event, else from a sync or range
         super().merge(lc, m, live=live)
 
     def has_gap(self):
@@ -204,17 +226,22 @@ class Device(AppDevice):
         self.drain()
 
     def drain(self):
-        """Resends every unacknowledged write (oldest first), then the pending read marks."""
+        """Sends every unacknowledged write (oldest first; one answered with a retryable error waits for its
+        backoff), then the pending read marks."""
+        now = time.time()
         for w in list(self.outbox):
-            self.attempt(w)
+            if w.get("next_attempt", 0) <= now:
+                self.attempt(w)
         for conv_id, seq in list(self.read_pending.items()):
             r = self.request(mark_read=pb.MarkReadReq(conv_id=conv_id, seq=seq), raise_error=False)
             if r.HasField("error") and r.error.code != pb.OK:
                 if r.error.code in RETRYABLE:
                     continue
-                self.sim.record_failed("mark_read", self, "", r.error.code)
+                self.sim.record_failed("mark_read", self, {"conv": conv_id, "target": seq}, r.error.code)
             else:
-                self.sim.record_read(self.user, conv_id, r.read.read_seq)
+                # The model is built from what was asked, not from the answer: a server that ignored or cut
+                # a mark would otherwise be agreed with. The answer must cover it (marks are forward-only).
+                self.sim.record_read(self.user, conv_id, seq, r.read.read_seq)
                 self.record_read(r.read)
             if self.read_pending.get(conv_id) == seq:
                 del self.read_pending[conv_id]
@@ -230,14 +257,14 @@ class Device(AppDevice):
         w["attempts"] += 1
         if w["attempts"] > 1:
             self.stats["resends"] += 1
-        w.setdefault("first_attempt", time.time())
         r = self.request(raise_error=False, **op)
         if r.HasField("error") and r.error.code != pb.OK:
             if r.error.code in RETRYABLE:
                 self.stats["retryable_errors"] += 1
+                w["next_attempt"] = time.time() + min(8.0, 0.5 * 2 ** w["attempts"]) * self.rng.uniform(0.5, 1.5)
                 return
             self.outbox.remove(w)
-            self.sim.record_failed(kind, self, w["cmid"], r.error.code)
+            self.sim.record_failed(kind, self, w, r.error.code)
             return
         ack = r.ack
         self.outbox.remove(w)
@@ -245,9 +272,13 @@ class Device(AppDevice):
         if ack.duplicate:
             self.stats["duplicate_acks"] += 1
         self.sim.record_write(w)
+        if w.get("replay"):
+            return
         if kind == "send":
             self.record_own_send(w["conv"], ack, w["cmid"], w["text"], [], 0)
             self.sim.add_own(self.user, (w["conv"], ack.seq))
+            if self.rng.random() < REPLAY_SHARE:  # the app "crashed" before it saved this ack: it sends again
+                self.outbox.append(dict(w, attempts=0, replay=True, created=time.time()))
         else:
             try:
                 self.record_own_change(w["conv"], ack.seq)
@@ -260,7 +291,7 @@ class Device(AppDevice):
              "text": "%s %s %s" % (kind, self.device, uuid.uuid4().hex[:8]) if kind != "recall" else "",
              "created": time.time(), "attempts": 0}
         self.outbox.append(w)
-        self.attempt(w)
+        self.drain()  # behind anything older still waiting
 
     def act(self):
         sim, rng = self.sim, self.rng
@@ -284,8 +315,9 @@ class Device(AppDevice):
                     self.read_pending[cid] = max(self.read_pending.get(cid, 0), newest)
         if sim.background_every and rng.random() < sim.tick / sim.background_every:
             self.stats["backgrounded"] += 1
-            self.hang_up(clean=True)
             self.background_until = time.time() + rng.uniform(*sim.background_for)
+            self.hang_up(clean=True)
+            self.dropped_at = self.background_until  # away on purpose: the outage starts when the user returns
             return
         if sim.nat_every and sim.broker_ns and self.nat_pending is None and rng.random() < sim.tick / sim.nat_every:
             self.forget_nat()
@@ -307,7 +339,7 @@ class Device(AppDevice):
         port = sock.getsockname()[1]
         cmd = self.nat_rules_for(port)
         for i in (0, 2):
-            subprocess.run(cmd[i] + ["-I"] + cmd[i + 1], check=True)
+            subprocess.run(cmd[i] + ["-I"] + cmd[i + 1], check=True, timeout=15)
         self.nat_rules.append(port)
         self.nat_pending = time.time()
         self.stats["nat_forgotten"] += 1
@@ -316,7 +348,7 @@ class Device(AppDevice):
         for port in self.nat_rules:
             cmd = self.nat_rules_for(port)
             for i in (0, 2):
-                subprocess.run(cmd[i] + ["-D"] + cmd[i + 1], check=False, stderr=subprocess.DEVNULL)
+                subprocess.run(cmd[i] + ["-D"] + cmd[i + 1], check=False, stderr=subprocess.DEVNULL, timeout=15)
         self.nat_rules = []
 
     # ---- the device's thread ------------------------------------------------------------------------
@@ -341,9 +373,8 @@ class Device(AppDevice):
                     try:
                         self.come_online()
                         backoff = 0.5
-                    except (Trouble, ImError, OSError) as e:
+                    except (Trouble, ImError, OSError):
                         self.stats["connect_failures"] += 1
-                        self.last_trouble = str(e)
                         self.hang_up()
                         time.sleep(backoff * self.rng.uniform(0.5, 1.5))
                         backoff = min(backoff * 2, 8.0)
@@ -372,7 +403,6 @@ class Device(AppDevice):
         self.stats["drops"] += 1
         if self.nat_pending is not None:
             self.timings["nat_detect"].append(time.time() - self.nat_pending)
-            self.nat_pending = None
         self.hang_up()
 
     def finish(self):
@@ -412,6 +442,7 @@ class Device(AppDevice):
             "stats": dict(self.stats),
             "timings": self.timings,
             "views": {cid: [list(wire_key(m)) for m in self.view(cid)] for cid in self.member_convs()},
+            "hidden": {cid: sorted(lc.hidden) for cid, lc in self.convs.items() if lc.hidden},
             "seen_at": self.seen_at,
             "final": self.final,
             "outbox": [dict(w) for w in self.outbox],
@@ -474,13 +505,15 @@ class Sim:
         with self.lock:
             self.writes.append(dict(w))
 
-    def record_read(self, user, conv_id, seq):
+    def record_read(self, user, conv_id, asked, answered):
         with self.lock:
-            self.reads.append({"user": user, "conv": conv_id, "read_seq": seq})
+            self.reads.append({"user": user, "conv": conv_id, "read_seq": asked, "answered": answered})
 
-    def record_failed(self, kind, dev, cmid, code):
+    def record_failed(self, kind, dev, w, code):
         with self.lock:
-            self.failed.append({"kind": kind, "device": dev.device, "cmid": cmid, "code": pb.ErrorCode.Name(code)})
+            self.failed.append({"kind": kind, "device": dev.device, "cmid": w.get("cmid", ""), "conv": w["conv"],
+                                "target": w.get("target", 0), "replay": w.get("replay", False),
+                                "code": pb.ErrorCode.Name(code)})
 
     def run(self, out_path, deadline):
         threads = [threading.Thread(target=d.run, name=d.device, daemon=True) for d in self.devices]
@@ -511,11 +544,15 @@ class Sim:
         self._stop = True
         for t in threads:
             t.join(timeout=5)
+        reports = {}
         for d in self.devices:
-            d.clear_nat()
-            d.hang_up()
+            try:
+                d.hang_up()
+                reports[d.device] = d.report()
+            except Exception as e:  # noqa: BLE001 - a device thread still running (the time bound hit)
+                reports[d.device] = {"user": d.user, "error": "no report: %r" % e}
         result = {
-            "devices": {d.device: d.report() for d in self.devices},
+            "devices": reports,
             "writes": self.writes,
             "reads": self.reads,
             "failed": self.failed,

@@ -43,7 +43,8 @@ from a thread of its own: on a busy disk that can block for a few hundred ms,
 which must not stall forwarding) with
   {"t": unix time, "pid": ..., "generation": <config "generation">,
    "links": {NAME: {"up_bytes", "up_packets", "down_bytes", "down_packets",
-                    "write_errors", "queued", "read_errors", "backlog_ms"}}}
+                    "write_errors", "queued", "read_errors", "backlog_ms",
+                    "late_1ms", "late_5ms", "late_20ms", "late_max_ms"}}}
 ("backlog_ms": how long until the packets already queued are all out)
 "up" is client -> broker (read from client_if); bytes are IP packet lengths
 as read from the tun (headers included).  A stats file is also written at
@@ -114,6 +115,8 @@ class Link:
         self.read_errors = 0
         self.queued = 0
         self.max_due = 0.0             # latest due time of any packet queued so far
+        self.late = [0, 0, 0]          # packets written > 1 ms, > 5 ms, > 20 ms after their due time
+        self.late_max = 0.0            # the latest a packet was written after its due time (s)
 
     def configure(self, spec):
         self.delay = max(0.0, float(spec.get("delay_ms", 0))) / 1000.0
@@ -129,6 +132,9 @@ class Link:
             # How long until every packet already scheduled is out: after a
             # SIGHUP to delay 0, new packets still queue behind these (FIFO).
             "backlog_ms": round(max(0.0, self.max_due - now) * 1000, 1) if self.queued else 0.0,
+            # netem's own error: how late queued packets went out (a busy machine delays this process).
+            "late_1ms": self.late[0], "late_5ms": self.late[1], "late_20ms": self.late[2],
+            "late_max_ms": round(self.late_max * 1000, 1),
         }
 
 
@@ -316,8 +322,17 @@ class Netem:
         heap = self.heap
         limit = now + SLACK_S
         while heap and heap[0][0] <= limit:
-            _, _, out_fd, pkt, link = heapq.heappop(heap)
+            due, _, out_fd, pkt, link = heapq.heappop(heap)
             link.queued -= 1
+            late = now - due
+            if late > 0.001:
+                link.late[0] += 1
+                if late > 0.005:
+                    link.late[1] += 1
+                    if late > 0.020:
+                        link.late[2] += 1
+                if late > link.late_max:
+                    link.late_max = late
             self.send(out_fd, pkt, link)
 
     def drop_fd(self, fd):

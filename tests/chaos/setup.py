@@ -1,6 +1,11 @@
-"""Creates the chaos run's conversations (run by chaos.py inside the broker's namespace, over loopback, before
-the clients start): each direct pair with open_direct, each group with create_group. Writes what the model needs:
-every conversation's id, creator, creating device and seq, and each user's conversation list."""
+"""Talks to parleyd over loopback inside the broker's namespace, for chaos.py (no shaping, no faults):
+
+  create  before the clients start: each direct pair with open_direct, each group with create_group; writes
+          what the model needs (every conversation's id, creator, creating device and seq; each user's list)
+  dump    after the run (and a restart): every conversation's stream as the server stores it, read with `range`
+          and `with_versions`, one creator's device per conversation — the raw entries, with no client-side
+          merging of edits and recalls, for chaos.py to compare with its model
+"""
 import argparse
 import json
 import pathlib
@@ -9,23 +14,25 @@ import sys
 HERE = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "im"))
 
-from imclient import Device  # noqa: E402
+from im_model import wire_key  # noqa: E402
+from imclient import Device, pb  # noqa: E402
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--port", type=int, required=True)
-    ap.add_argument("--spec", required=True)
-    ap.add_argument("--out", required=True)
-    a = ap.parse_args()
-    spec = json.loads(pathlib.Path(a.spec).read_text())
-    devices = {}
+class Devices:
+    def __init__(self, port):
+        self.port, self.devices = port, {}
 
-    def dev(user):
-        if user not in devices:
-            devices[user] = Device(a.port, user, "setup-" + user)
-        return devices[user]
+    def __call__(self, user):
+        if user not in self.devices:
+            self.devices[user] = Device(self.port, user, "setup-" + user)
+        return self.devices[user]
 
+    def close(self):
+        for d in self.devices.values():
+            d.close()
+
+
+def create(dev, spec):
     convs = []
     convs_of = {u: [] for us in spec["users"].values() for u in us}
     for a_user, b_user in spec["directs"]:
@@ -41,10 +48,38 @@ def main():
                       "name": g["name"], "members": g["members"], "cmid": cmid, "seq": c.last_message.seq})
         for u in [g["owner"]] + g["members"]:
             convs_of[u].append(c.conv_id)
-    for d in devices.values():
-        d.close()
-    out = dict(spec, convs=convs, convs_of=convs_of)
-    pathlib.Path(a.out).write_text(json.dumps(out, indent=1))
+    return dict(spec, convs=convs, convs_of=convs_of)
+
+
+def dump(dev, plan):
+    out = {}
+    for c in plan["convs"]:
+        d = dev(c["creator"])
+        top = d.get_conversation(c["id"]).max_seq
+        entries, lo = [], 1
+        while lo <= top:
+            hi = min(top, lo + 199)
+            r = d.request(range=pb.RangeReq(conv_id=c["id"], from_seq=lo, to_seq=hi, with_versions=True)).messages
+            entries += [list(wire_key(m, with_versions=True)) for m in r.messages]
+            lo = (r.messages[-1].seq + 1) if r.has_more and r.messages else hi + 1
+        out[c["id"]] = {"max_seq": top, "entries": entries}
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("mode", choices=("create", "dump"))
+    ap.add_argument("--port", type=int, required=True)
+    ap.add_argument("--plan", required=True, help="create: the spec to read; dump: the plan create wrote")
+    ap.add_argument("--out", required=True)
+    a = ap.parse_args()
+    plan = json.loads(pathlib.Path(a.plan).read_text())
+    dev = Devices(a.port)
+    try:
+        result = create(dev, plan) if a.mode == "create" else dump(dev, plan)
+    finally:
+        dev.close()
+    pathlib.Path(a.out).write_text(json.dumps(result, indent=None))
 
 
 if __name__ == "__main__":

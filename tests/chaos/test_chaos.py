@@ -24,11 +24,18 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (network n
 def small_run(tmp_path_factory):
     work = tmp_path_factory.mktemp("chaos")
     out = work / "summary.json"
-    cmd = ["/usr/bin/python3", str(HERE / "chaos.py"), "--parleyd", PARLEYD, "--seed", SEED,
+    # Its own namespace prefix: a long run by hand ("pch") or calibrate.py ("pchk") may be going on beside it.
+    cmd = ["/usr/bin/python3", str(HERE / "chaos.py"), "--parleyd", PARLEYD, "--seed", SEED, "--prefix", "pcht",
            "--workdir", str(work / "run"), "--json", str(out)]
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=840)
-    sys.stdout.write(r.stdout[-6000:])
-    sys.stderr.write(r.stderr[-6000:])
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        stdout, stderr = proc.communicate(timeout=840)
+    except subprocess.TimeoutExpired:
+        proc.terminate()  # chaos.py cleans up (broker, clients, namespaces) on SIGTERM
+        stdout, stderr = proc.communicate(timeout=60)
+    sys.stdout.write(stdout[-6000:])
+    sys.stderr.write(stderr[-6000:])
+    r = subprocess.CompletedProcess(cmd, proc.returncode, stdout, stderr)
     return r, json.loads(out.read_text()) if out.exists() else None, work / "run"
 
 
@@ -62,6 +69,7 @@ def _check(run_dir):
     run.failures = []
     run.fail = run.failures.append
     run.plan = json.loads((run_dir / "plan.json").read_text())
+    run.streams = json.loads((run_dir / "streams.json").read_text())
     run.results = {p.stem.split("-", 1)[1]: json.loads(p.read_text()) for p in run_dir.glob("result-*.json")}
     return run, chaos
 
@@ -77,7 +85,7 @@ def test_the_checker_catches_violations(small_run):
     def tampered(change):
         run, _ = _check(run_dir)
         run.results = copy.deepcopy(base.results)
-        change(run.results)
+        change(run.results, run.streams)
         chaos.check(run)
         return run.failures
 
@@ -90,29 +98,54 @@ def test_the_checker_catches_violations(small_run):
                         return d, cid, view, texts
         raise AssertionError("no text message in any view")
 
-    def lose(results):
+    def lose(results, streams):
         d, cid, view, texts = any_device(results)
         view.remove(texts[-1])
 
-    def stored_twice(results):
+    def stored_twice(results, streams):
         d, cid, view, texts = any_device(results)
         extra = list(texts[-1])
         extra[0] = max(e[0] for e in view) + 1
         view.append(extra)
 
-    def stale_edit(results):
+    def stale_edit(results, streams):
         d, cid, view, texts = any_device(results)
         texts[0][5] = texts[0][5] + " (old)"
 
-    def wrong_unread(results):
+    def wrong_unread(results, streams):
         d, cid, view, texts = any_device(results)
         d["final"]["convs"][cid]["unread"] += 1
 
-    def unacked(results):
+    def unacked(results, streams):
         d, cid, view, texts = any_device(results)
         d["outbox"].append({"kind": "send", "cmid": "x"})
 
+    def ack_lost_but_stored(results, streams):  # a stored write no client holds an ack for
+        for res in results.values():
+            sends = [w for w in res["writes"] if w["kind"] == "send" and not w.get("replay")]
+            if sends:
+                res["writes"] = [w for w in res["writes"] if w["cmid"] != sends[-1]["cmid"]]
+                return
+        raise AssertionError("no send")
+
+    def server_kept_old_text(results, streams):  # the server's stored entry differs, the views do not
+        for conv in streams.values():
+            for e in conv["entries"]:
+                if e[1] == 1 and e[5]:
+                    e[5] = "stale"
+                    return
+        raise AssertionError("no stored text")
+
+    def read_mark_cut(results, streams):
+        for res in results.values():
+            if res["reads"]:
+                res["reads"][0]["answered"] = res["reads"][0]["read_seq"] - 1
+                return
+        raise AssertionError("no read mark")
+
     for change, words in ((lose, "missing"), (stored_twice, "several seqs"), (stale_edit, "differs"),
-                          (wrong_unread, "unread"), (unacked, "never acknowledged")):
+                          (wrong_unread, "unread"), (unacked, "never acknowledged"),
+                          (ack_lost_but_stored, "stored stream"), (server_kept_old_text, "stored stream"),
+                          (read_mark_cut, "the answer says")):
         failures = tampered(change)
         assert any(words in f for f in failures), "%s went unnoticed: %s" % (change.__name__, failures)
