@@ -22,7 +22,7 @@ unacknowledged once the network is healed; every device's unread counts and read
 parleyd's RSS and data dir stayed under their bounds. It prints the figures per profile and exits 1 on any
 violation.
 
-    /usr/bin/python3 tests/chaos/chaos.py --parleyd build/broker/main/parleyd              # ~3 minutes
+    /usr/bin/python3 tests/chaos/chaos.py --parleyd build/broker/main/parleyd              # ~4 minutes
     /usr/bin/python3 tests/chaos/chaos.py --parleyd build/broker/main/parleyd --long       # ~25 minutes
 
 Needs root (namespaces, tun, iptables). docs/reliability.md ("Weak networks") has the figures.

@@ -195,10 +195,11 @@ class Device(AppDevice):
     # ---- the local view: remember when each entry first arrived -------------------------------------
     def merge(self, lc, m, live=False):
         key = "%s:%d" % (m.conv_id, m.seq)
+        with self.cond:
+            at = self.arrived.pop(key, None)
         if key not in self.seen_at:
-            with self.cond:
-                at = self.arrived.pop(key, None) if live else None
-            self.seen_at[key] = (at or time.time(), live)  # live: as an event, else from a sync or range
+            # live: as an event (stamped when it arrived), else from a sync or range (stamped now)
+            self.seen_at[key] = ((at if live and at else time.time()), live)
         super().merge(lc, m, live=live)
 
     def has_gap(self):
