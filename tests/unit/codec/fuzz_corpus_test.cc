@@ -16,7 +16,7 @@ namespace {
 using namespace testing;  // NOLINT(google-build-using-namespace)
 
 std::filesystem::path CorpusDir() {
-  return std::filesystem::path(__FILE__).parent_path().parent_path().parent_path() / "fuzz" / "corpus" /
+  return std::filesystem::path(PARLEY_SOURCE_DIR) / "tests" / "fuzz" / "corpus" /
          "mqtt";
 }
 

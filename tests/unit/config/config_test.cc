@@ -18,9 +18,9 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// The repository root, from this file's path: tests/unit/config/config_test.cc.
+// The repository root (PARLEY_SOURCE_DIR: tests/CMakeLists.txt).
 fs::path RepoRoot() {
-  return fs::path(__FILE__).parent_path().parent_path().parent_path().parent_path();
+  return fs::path(PARLEY_SOURCE_DIR);
 }
 
 constexpr std::string_view kListener = "[[listener]]\nname = \"mqtt\"\n";

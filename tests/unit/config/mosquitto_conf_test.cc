@@ -19,7 +19,7 @@ namespace {
 namespace fs = std::filesystem;
 
 fs::path RepoRoot() {
-  return fs::path(__FILE__).parent_path().parent_path().parent_path().parent_path();
+  return fs::path(PARLEY_SOURCE_DIR);
 }
 
 std::string ReadText(const fs::path& p) {

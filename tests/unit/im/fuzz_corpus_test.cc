@@ -23,7 +23,7 @@ namespace parley::im {
 namespace {
 
 std::filesystem::path CorpusDir() {
-  return std::filesystem::path(__FILE__).parent_path().parent_path().parent_path() / "fuzz" / "corpus" /
+  return std::filesystem::path(PARLEY_SOURCE_DIR) / "tests" / "fuzz" / "corpus" /
          "im_request";
 }
 

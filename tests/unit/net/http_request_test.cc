@@ -369,7 +369,7 @@ TEST_CASE("HTTP responses: head and error reply") {
 // ---- Fuzz seed corpus ---------------------------------------------------------------------------------
 
 std::filesystem::path CorpusDir() {
-  return std::filesystem::path(__FILE__).parent_path().parent_path().parent_path() / "fuzz" / "corpus" /
+  return std::filesystem::path(PARLEY_SOURCE_DIR) / "tests" / "fuzz" / "corpus" /
          "http_request";
 }
 

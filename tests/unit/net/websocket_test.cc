@@ -632,7 +632,7 @@ TEST_CASE("WebSocket: Close() sends close 1000 once, and nothing before the hand
 // ---- Fuzz seed corpus ---------------------------------------------------------------------------------
 
 std::filesystem::path CorpusDir() {
-  return std::filesystem::path(__FILE__).parent_path().parent_path().parent_path() / "fuzz" / "corpus" /
+  return std::filesystem::path(PARLEY_SOURCE_DIR) / "tests" / "fuzz" / "corpus" /
          "websocket";
 }
 
