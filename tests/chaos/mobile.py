@@ -38,7 +38,6 @@ from collections import deque
 HERE = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "im"))
 
-import paho.mqtt.client as mqtt  # noqa: E402
 from imclient import FORMATS, ImError, decode, pb  # noqa: E402
 from im_model import wire_key  # noqa: E402
 from model_client import AppDevice  # noqa: E402
@@ -57,6 +56,7 @@ class Device(AppDevice):
         super().__init__(sim.port, user, device, fmt="pb", v5=v5, clean=True)
         self.sim = sim
         self.host = sim.host
+        self.keepalive = sim.keepalive
         self.rng = random.Random("%s/%s" % (sim.seed, device))
         self.outbox = []          # writes not acknowledged yet: dicts (see new_write)
         self.read_pending = {}    # conv_id -> seq to mark read (forward-only; one call covers all before it)
@@ -73,51 +73,12 @@ class Device(AppDevice):
         self.done = False
         self.error = None
 
-    # ---- connection (model_client.AppDevice.connect, with a host, a keep alive, and no asserts) -------
+    # ---- connection (model_client.AppDevice.connect, to this host, with this keep alive) ---------------
     def connect(self, timeout=None):
-        timeout = timeout or self.sim.req_timeout
-        if self.v5:
-            c = mqtt.Client(client_id=self.device, protocol=mqtt.MQTTv5, reconnect_on_failure=False)
-        else:
-            c = mqtt.Client(client_id=self.device, clean_session=True, protocol=mqtt.MQTTv311,
-                            reconnect_on_failure=False)
-        c._connect_timeout = timeout  # Paho 1.6 has no setter; its default (5 s) is too short for 15 % loss
-        c.username_pw_set(self.user)
-        c.on_message = self._on_message
-        connected = threading.Event()
-        subscribed = threading.Event()
-        refused = []
+        return super().connect(timeout or self.sim.req_timeout)
 
-        def on_connect(client, userdata, flags, rc, *rest):
-            if rc != 0:
-                refused.append(rc)
-            connected.set()
-
-        def on_disconnect(*a, **k):
-            with self.cond:
-                self.lost_connection.set()
-                self.cond.notify_all()
-
-        c.on_connect = on_connect
-        c.on_subscribe = lambda *a, **k: subscribed.set()
-        c.on_disconnect = on_disconnect
-        self.lost_connection.clear()
-        try:
-            if self.v5:
-                c.connect(self.host, self.port, keepalive=self.sim.keepalive, clean_start=True)
-            else:
-                c.connect(self.host, self.port, keepalive=self.sim.keepalive)
-        except OSError as e:
-            raise Trouble("connect: %s" % e) from e
-        c.socket().setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        c.loop_start()
-        self.client = c
-        if not self._wait(connected, timeout) or refused:
-            raise Trouble("no CONNACK (%s)" % refused)
-        c.subscribe(self.topic, qos=1)
-        if not self._wait(subscribed, timeout):
-            raise Trouble("no SUBACK")
-        return self
+    def connect_failed(self, why):
+        raise Trouble(why)  # the run loop hangs up and retries with backoff
 
     def _on_message(self, client, userdata, msg):
         """As Device._on_message; also notes when a live entry arrived (for send→delivery latency: the device
@@ -133,14 +94,6 @@ class Device(AppDevice):
         except Exception:  # noqa: BLE001 - Device._on_message records undecodable frames
             pass
         super()._on_message(client, userdata, msg)
-
-    def _wait(self, event, timeout):
-        deadline = time.time() + timeout
-        while not event.is_set():
-            if self.lost_connection.is_set() or time.time() > deadline:
-                return False
-            event.wait(0.05)
-        return True
 
     def wait_response(self, req_id, timeout=None):
         """As Device.wait_response, but gives up at once when the connection is lost."""

@@ -19,6 +19,7 @@ device that made it).
 """
 import socket
 import threading
+import time
 from collections import Counter
 
 import paho.mqtt.client as mqtt
@@ -86,12 +87,16 @@ class AppDevice(Device):
     def online(self):
         return self.client is not None
 
+    host = "127.0.0.1"  # the chaos harness's devices (tests/chaos/mobile.py) connect across namespaces
+    keepalive = 30
+
     def connect(self, timeout=5):
         if self.v5:
             c = mqtt.Client(client_id=self.device, protocol=mqtt.MQTTv5, reconnect_on_failure=False)
         else:
             c = mqtt.Client(client_id=self.device, clean_session=self.clean, protocol=mqtt.MQTTv311,
                             reconnect_on_failure=False)
+        c._connect_timeout = timeout  # Paho 1.6 has no setter (TCP connect; the default is 5 s)
         c.username_pw_set(self.user)
         c.on_message = self._on_message
         connected = threading.Event()
@@ -103,29 +108,51 @@ class AppDevice(Device):
                 refused.append(rc)
             connected.set()
 
+        def on_disconnect(*a, **k):
+            with self.cond:
+                self.lost_connection.set()
+                self.cond.notify_all()  # wakes a request waiting for its answer
+
         c.on_connect = on_connect
         c.on_subscribe = lambda *a, **k: subscribed.set()
-        c.on_disconnect = lambda *a, **k: self.lost_connection.set()
+        c.on_disconnect = on_disconnect
         self.lost_connection.clear()
-        if self.v5:
-            from paho.mqtt.packettypes import PacketTypes
-            from paho.mqtt.properties import Properties
-            props = Properties(PacketTypes.CONNECT)
-            if not self.clean:
-                props.SessionExpiryInterval = 3600
-            c.connect("127.0.0.1", self.port, keepalive=30, clean_start=self.clean, properties=props)
-        else:
-            c.connect("127.0.0.1", self.port, keepalive=30)
+        try:
+            if self.v5:
+                from paho.mqtt.packettypes import PacketTypes
+                from paho.mqtt.properties import Properties
+                props = Properties(PacketTypes.CONNECT)
+                if not self.clean:
+                    props.SessionExpiryInterval = 3600
+                c.connect(self.host, self.port, keepalive=self.keepalive, clean_start=self.clean, properties=props)
+            else:
+                c.connect(self.host, self.port, keepalive=self.keepalive)
+        except OSError as e:
+            self.connect_failed("connect: %s" % e)
         c.socket().setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         c.loop_start()
-        if not connected.wait(timeout) or refused:
-            c.loop_stop()
-            raise AssertionError("%s: no CONNACK or refused (%s)" % (self.device, refused))
         self.client = c
+        if not self._wait_for(connected, timeout) or refused:
+            self.connect_failed("no CONNACK or refused (%s)" % refused)
         if self.subscribe_on_connect:
             c.subscribe(self.topic, qos=1)
-            assert subscribed.wait(timeout), "%s: no SUBACK" % self.device
+            if not self._wait_for(subscribed, timeout):
+                self.connect_failed("no SUBACK")
         return self
+
+    def _wait_for(self, event, timeout):
+        """event.wait(timeout), giving up early when the connection is lost."""
+        deadline = time.time() + timeout
+        while not event.is_set():
+            if self.lost_connection.is_set() or time.time() > deadline:
+                return False
+            event.wait(0.05)
+        return True
+
+    def connect_failed(self, why):
+        """The connection could not be set up: the tests fail here (the chaos harness retries instead)."""
+        self.drop()
+        raise AssertionError("%s: %s" % (self.device, why))
 
     def drop(self):
         """Vanish without DISCONNECT (a phone losing its link), without waiting for Paho's loop timeout."""
