@@ -134,6 +134,54 @@ TEST_CASE("rate over a counter: per second between evaluations; fires and resolv
   CHECK(f.events[1].at_ms == f.events[0].at_ms + 10'000);
 }
 
+// A clock whose wall time can drift from its steady time by a fraction of a millisecond (as the system clock's
+// two readings do) or be stepped (NTP, an operator).
+class DriftingClock final : public Clock {
+ public:
+  SteadyTime Now() const override { return now_; }
+  int64_t UnixSeconds() const override { return UnixMillis() / 1000; }
+  int64_t UnixMillis() const override { return unix_us_ / 1000; }
+  void Advance(std::chrono::microseconds steady, int64_t wall_us) {
+    now_ += steady;
+    unix_us_ += wall_us;
+  }
+
+ private:
+  SteadyTime now_{};
+  int64_t unix_us_ = int64_t{1'700'000'000} * 1'000'000;
+};
+
+TEST_CASE("event times: firing after 'for' shows at - since >= for; a wall-clock step re-anchors") {
+  DriftingClock clock;
+  FakeMetrics metrics;
+  std::vector<AlertEvent> events;
+  auto r = AlertEngine::Create(Config({Rule("conns", "g", "value", ">", 1, 3)}), metrics.registry, clock,
+                               [&](const AlertEvent& e) { events.push_back(e); });
+  REQUIRE(r.ok());
+  std::unique_ptr<AlertEngine> engine = std::move(r.value());
+  metrics.Set({Gauge("g", 5)});
+  engine->EvaluateNow(clock.Now());  // pending from here
+  // Steady time moves 1,000.4 ms a round while the wall clock lags by a few microseconds: read separately and
+  // truncated, the two readings could put the firing 2,999 ms after the start of a 3 s 'for'.
+  for (int i = 0; i < 3; ++i) {
+    clock.Advance(std::chrono::microseconds(1'000'400), 999'700);
+    engine->EvaluateNow(clock.Now());
+  }
+  REQUIRE(events.size() == 1);
+  CHECK(events[0].firing);
+  CHECK(events[0].at_ms - events[0].since_ms >= 3000);
+
+  // The wall clock is stepped an hour ahead: the next event's time follows it (re-anchored), and the episode's
+  // start stays what it was.
+  clock.Advance(std::chrono::seconds(10), int64_t{3600} * 1'000'000 + 10'000'000);
+  metrics.Set({Gauge("g", 0)});
+  engine->EvaluateNow(clock.Now());
+  REQUIRE(events.size() == 2);
+  CHECK_FALSE(events[1].firing);
+  CHECK(events[1].since_ms == events[0].since_ms);
+  CHECK(events[1].at_ms == clock.UnixMillis());
+}
+
 TEST_CASE("rate: a counter reset gives no value that round and keeps the state") {
   Fixture f;
   f.Make(Config({Rule("storm", "c_total", "rate", ">", 10)}));
