@@ -200,7 +200,6 @@ class Run:
         self.profiles = args.profiles.split(",")
         self.lab = netns.Lab(self.profiles, str(self.work / "lab"), prefix=args.prefix)
         self.failures = []
-        self.events = []     # (t, what)
         self.rss = []        # (t, MiB)
         self.disk_samples = []  # (t, MiB)
         self.sims = {}       # profile -> Popen
@@ -213,7 +212,6 @@ class Run:
 
     def set_phase(self, phase):
         log("phase: " + phase)
-        self.events.append((time.time(), "phase " + phase))
         for prof in self.profiles:
             ctl = self.work / ("ctl-%s.json" % prof)
             tmp = ctl.with_suffix(".tmp")
@@ -299,16 +297,13 @@ class Run:
                 _, what, arg = todo.pop(0)
                 if what == "kill":
                     log("kill -9 parleyd")
-                    self.events.append((time.time(), "kill -9"))
                     self.broker.kill9()
                     time.sleep(self.rng.uniform(0.2, 2.0))
                     self.restart_to_listening.append(self.broker.start())
-                    self.events.append((time.time(), "restarted"))
                 else:
                     log("flap: flaky link down for %.1f s" % arg)
                     self.lab.link_down(flaky)
                     ups.append((time.time() + arg, flaky))
-                    self.events.append((time.time(), "flap %.1f s" % arg))
             for item in [u for u in ups if u[0] <= time.time()]:
                 self.lab.link_up(item[1])
                 ups.remove(item)
@@ -592,8 +587,7 @@ def summarize(run, writes, figures):
     """Per profile: the figures docs/reliability.md reports."""
     out = {}
     t_traffic, c_traffic = run.phase_bytes["traffic"]
-    t_idle, _ = run.phase_bytes["idle"]
-    c_idle_phase = run.phase_bytes["idle"][1]
+    t_idle, c_idle_phase = run.phase_bytes["idle"]
     i0, i1 = run.idle_start, run.idle_end
     for prof, res in run.results.items():
         mine = [w for w in writes if w["profile"] == prof]

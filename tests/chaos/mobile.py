@@ -27,7 +27,6 @@ import json
 import os
 import pathlib
 import random
-import socket
 import subprocess
 import sys
 import threading
@@ -116,7 +115,7 @@ class Device(AppDevice):
     def hang_up(self, clean=False):
         """Leaves the current connection: DISCONNECT when `clean` (the app goes to the background), else the
         socket just goes (a lost link)."""
-        c, self.client = self.client, None
+        c = self.client
         if c is None:
             return
         if clean:
@@ -128,15 +127,7 @@ class Device(AppDevice):
                     time.sleep(0.02)
             except Exception:  # noqa: BLE001 - the link may be gone already
                 pass
-        sock = c.socket()
-        if sock is not None:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-        c.loop_stop()
-        if c.socket() is not None:
-            c.socket().close()
+        self.drop()  # AppDevice: the socket goes, Paho's thread stops
         with self.cond:
             self.responses.clear()  # answers to requests of the old connection are of no use now
         if self.dropped_at is None:
